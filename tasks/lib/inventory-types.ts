@@ -1,0 +1,52 @@
+// The shape of a validated inventory. The JSON Schema in inventory-schema.ts is the source of the
+// rules; this is the TypeScript view of what survives validation (defaults filled in).
+
+/** A secret reference as written in the inventory: `env:NAME` or `file:PATH`. Never a value. */
+export type SecretRef = `env:${string}` | `file:${string}`;
+
+export type Role = 'control-plane' | 'worker';
+
+export interface HostSpec {
+  name: string;
+  address: string;
+  user: string;
+  port: number;
+  identityFile?: string;
+  roles: Role[];
+}
+
+export type Addon = { name: string; args?: string };
+
+export interface Inventory {
+  /** Absolute path of the inventory file (for messages and for resolving file: secrets and .env). */
+  file: string;
+  cluster: { name: string; domain: string };
+  ssh: { knownHosts: 'strict' | 'accept-new' | 'off'; connectTimeout: number };
+  hosts: HostSpec[];
+  host: {
+    packages: string[];
+    sysctl: Record<string, string | number>;
+    swap: 'off' | 'on';
+    firewall: { allowSsh: string[] };
+  };
+  microk8s: { channel: string; addons: Addon[]; holdRefresh: boolean; pruneAddons: boolean };
+  flux: {
+    version: string;
+    interval: string;
+    github: { owner: string; repository: string; branch: string; private: boolean; token: SecretRef };
+  };
+  tunnel: {
+    name: string;
+    accountId: string;
+    apiToken: SecretRef;
+    routes: { hostname: string; service: string }[];
+  };
+  monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef } };
+  apps: {
+    homepage: {
+      title: string;
+      services: { group: string; items: { name: string; href: string; description?: string; icon?: string }[] }[];
+    };
+  };
+  drift: { report: 'github' | 'none'; schedule: string };
+}
