@@ -39,6 +39,8 @@ export class TransportError extends UserError {
   constructor(
     readonly host: string,
     message: string,
+    /** A dropped connection (worth a retry), not a refused login or a wrong host key. */
+    readonly transient = false,
   ) {
     super(`${host}: ${message}`);
   }

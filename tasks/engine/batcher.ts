@@ -1,0 +1,59 @@
+// Coalesces the probes requested for one host in the same tick into one script: one round trip
+// per host per phase, whatever the number of tasks.
+import type { ProbeOutput } from '../lib/task.ts';
+import type { Transport } from '../lib/transport.ts';
+import { buildProbeScript, splitProbeOutput, type ProbeSections } from './probe.ts';
+
+interface Pending {
+  sections: ProbeSections;
+  resolve(v: Record<string, ProbeOutput>): void;
+  reject(e: unknown): void;
+}
+
+export class ProbeBatcher {
+  private pending: Pending[] = [];
+  private scheduled = false;
+  /** Number of probe scripts sent (tests and benchmarks count round trips with it). */
+  trips = 0;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly opts: { timeoutMs?: number } = {},
+  ) {}
+
+  /** Resolves with each section's output, keyed as given. */
+  request(sections: ProbeSections): Promise<Record<string, ProbeOutput>> {
+    if (Object.keys(sections).length === 0) return Promise.resolve({});
+    return new Promise((resolve, reject) => {
+      this.pending.push({ sections, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    this.scheduled = false;
+    const joined: ProbeSections = {};
+    batch.forEach((p, i) => {
+      for (const [k, v] of Object.entries(p.sections)) joined[`${i}\u0000${k}`] = v;
+    });
+    try {
+      this.trips++;
+      const { script, nonce } = buildProbeScript(joined);
+      const res = await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs });
+      if (res.exitCode === 97) throw new Error(`${this.transport.host}: cannot create a temporary file for the probe (mktemp failed): ${res.stderr.trim()}`);
+      const split = splitProbeOutput(Object.keys(joined), nonce, res.stdout);
+      batch.forEach((p, i) => {
+        const mine: Record<string, ProbeOutput> = {};
+        for (const k of Object.keys(p.sections)) mine[k] = split[`${i}\u0000${k}`];
+        p.resolve(mine);
+      });
+    } catch (e) {
+      batch.forEach((p) => p.reject(e));
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// What each command does, once argv is parsed. Heavy pieces (inventory validation, transports,
+// SDKs, listr2) are imported by the commands that need them only.
+import type { CliIo, CliOptions } from '../index.ts';
+import { UserError } from '../lib/errors.ts';
+import { redact } from '../lib/redact.ts';
+import { allTasks } from './registry.ts';
+import { buildGraph, mermaid, selectTasks, topoOrder } from './graph.ts';
+import type { Reporter, RunResult } from './types.ts';
+
+export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
+  switch (opts.command) {
+    case 'list':
+      return list(opts, io);
+    case 'graph':
+      io.out(mermaid(buildGraph(allTasks)).trimEnd());
+      return 0;
+    case 'status':
+      return status(opts, io);
+    case 'render':
+      return render(opts, io);
+    case 'run':
+    case 'check':
+      return converge(opts, io);
+  }
+}
+
+function list(opts: CliOptions, io: CliIo): number {
+  const graph = buildGraph(allTasks);
+  const ordered = topoOrder(graph).map((id) => graph.byId.get(id)!);
+  if (opts.json) {
+    io.out(JSON.stringify(ordered.map((t) => ({ id: t.id, scope: t.scope, needs: t.needs, title: t.title }))));
+    return 0;
+  }
+  const w = Math.max(...ordered.map((t) => t.id.length));
+  io.out(`${'TASK'.padEnd(w)}  SCOPE    NEEDS`);
+  for (const t of ordered) io.out(`${t.id.padEnd(w)}  ${t.scope.padEnd(7)}  ${t.needs.join(', ') || '-'}\n${' '.repeat(w + 2)}${t.title}`);
+  return 0;
+}
+
+async function status(opts: CliOptions, io: CliIo): Promise<number> {
+  const { lastRun, stateDir } = await import('./journal.ts');
+  const last = lastRun(stateDir(opts.inventory));
+  if (!last) {
+    io.out(opts.json ? 'null' : `no run recorded yet beside ${opts.inventory}`);
+    return 0;
+  }
+  if (opts.json) {
+    io.out(JSON.stringify(last));
+    return 0;
+  }
+  const state = last.state === 'running' ? 'did not finish (still running, or the process died)' : last.state;
+  io.out(`last ${last.command}${last.lab ? ' (lab)' : ''}: ${last.argv.join(' ')}`);
+  io.out(`started ${last.startedAt}, ${state}${last.finishedAt ? ` at ${last.finishedAt}` : ''}`);
+  for (const t of last.tasks) {
+    io.out(`  [${t.host ?? 'cluster'}] ${t.task}: ${t.status}${t.error ? `: ${t.error}` : ''}`);
+    for (const c of t.changes) io.out(`      ~ ${c}`);
+  }
+  if (last.summary) {
+    const s = last.summary;
+    io.out(`${s.changed} changed, ${s.ok} ok, ${s.drift} drift, ${s.failed} failed, ${s.skipped} skipped`);
+  }
+  return 0;
+}
+
+async function render(opts: CliOptions, io: CliIo): Promise<number> {
+  const { loadInventory } = await import('../lib/inventory.ts');
+  loadInventory(opts.inventory);
+  io.out('nothing to render yet: the GitOps templates have not landed (templates/ is empty)');
+  return 0;
+}
+
+function exitCode(r: RunResult): number {
+  if (r.interrupted) return 130;
+  if (r.summary.failed || r.summary.skipped) return 1;
+  if (r.command === 'check') return r.summary.drift ? 2 : 0;
+  return r.summary.drift ? 1 : 0;
+}
+
+async function converge(opts: CliOptions, io: CliIo): Promise<number> {
+  const graph = buildGraph(allTasks);
+  const { loadInventory } = await import('../lib/inventory.ts');
+  const inventory = loadInventory(opts.inventory);
+  for (const h of opts.hosts)
+    if (!inventory.hosts.some((x) => x.name === h))
+      throw new UserError(`--host ${h}: no such host in ${opts.inventory} (hosts: ${inventory.hosts.map((x) => x.name).join(', ')})`);
+
+  const { stateDir, Journal, lastRun } = await import('./journal.ts');
+  const dir = stateDir(opts.inventory);
+  let taskIds: string[];
+  let onlyUnits: Set<string> | undefined;
+  if (opts.failed) {
+    const last = lastRun(dir, 'run');
+    const redo = last?.tasks.filter((t) => t.status === 'failed' || t.status === 'skipped') ?? [];
+    if (!last || redo.length === 0) {
+      io.out(last ? 'nothing failed in the last run; nothing to do' : 'no run recorded yet; nothing to rerun');
+      return 0;
+    }
+    onlyUnits = new Set(redo.map((t) => `${t.task}@${t.host ?? '-'}`));
+    taskIds = topoOrder(graph, new Set(redo.map((t) => t.task)));
+  } else {
+    taskIds = selectTasks(graph, opts.words, opts.withDeps);
+  }
+
+  const color = io.isTTY && !io.env.NO_COLOR;
+  const reporter = await makeReporter(opts, io, color);
+  const { acquireLock } = await import('./lock.ts');
+  const lock = acquireLock(dir, ['tasks', opts.command, ...(opts.failed ? ['--failed'] : opts.words)].join(' '), (m) => reporter.warn(m));
+  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  try {
+    const { createSecrets } = await import('../lib/secrets.ts');
+    const { createApis } = await import('../lib/apis.ts');
+    let env: Awaited<ReturnType<typeof realEnvironment>>;
+    if (opts.lab) {
+      const { startLabSession } = await import('../lab/session.ts');
+      const lab = await startLabSession(inventory, { faults: opts.labFaults ?? io.env.LAB_FAULTS, env: io.env });
+      cleanups.push(() => lab.close());
+      if (!opts.json) io.out(lab.banner);
+      const secrets = createSecrets(inventory, { env: io.env, fallback: lab.fakeSecret });
+      env = { secrets, apis: createApis(inventory, secrets, lab.endpoints), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
+    } else {
+      env = await realEnvironment(inventory, io, createSecrets, createApis);
+    }
+    const journal = new Journal(dir, {
+      command: opts.command as 'run' | 'check',
+      argv: ['tasks', opts.command, ...opts.words],
+      inventory: opts.inventory,
+      lab: opts.lab,
+    });
+    const { runEngine } = await import('./runner.ts');
+    const result = await runEngine({
+      inventory,
+      graph,
+      mode: opts.command as 'run' | 'check',
+      taskIds,
+      hosts: opts.hosts,
+      onlyUnits,
+      concurrency: opts.concurrency,
+      transportFor: env.transportFor,
+      apis: env.apis,
+      secrets: env.secrets,
+      reporter,
+      signal: io.signal,
+      retryBaseMs: env.retryBaseMs,
+      onOutcome: (o) => journal.update(o),
+    });
+    journal.finish(result.ok, result.summary, result.tasks, !!result.interrupted);
+    if (opts.json) {
+      const doc = { command: result.command, ok: result.ok, tasks: result.tasks, summary: result.summary };
+      io.out(redact(JSON.stringify(doc)));
+    }
+    return exitCode(result);
+  } finally {
+    for (const c of cleanups.reverse()) await c();
+  }
+}
+
+async function makeReporter(opts: CliOptions, io: CliIo, color: boolean): Promise<Reporter> {
+  const display = await import('./display.ts');
+  if (opts.json) return new display.SilentReporter(io);
+  const plain = !io.isTTY || !!io.env.CI || opts.verbose || opts.quiet;
+  const dopts = { io, color, verbose: opts.verbose, quiet: opts.quiet };
+  return plain ? new display.LineReporter(dopts) : display.createListrReporter(dopts);
+}
+
+async function realEnvironment(
+  inventory: import('../lib/inventory-types.ts').Inventory,
+  io: CliIo,
+  createSecrets: typeof import('../lib/secrets.ts').createSecrets,
+  createApis: typeof import('../lib/apis.ts').createApis,
+) {
+  const { SshTransport } = await import('../lib/transport-ssh.ts');
+  const secrets = createSecrets(inventory, { env: io.env });
+  return {
+    secrets,
+    apis: createApis(inventory, secrets),
+    transportFor: (host: import('../lib/inventory-types.ts').HostSpec) =>
+      new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout }),
+    retryBaseMs: undefined as number | undefined,
+  };
+}

@@ -1,0 +1,12 @@
+// Every task of the tool, in the order `list` shows them. Importing a task module must stay cheap:
+// modules import heavy SDKs lazily, inside read/apply.
+import type { AnyTask } from '../lib/task.ts';
+import prepareHost from '../prepare-host.ts';
+import installMicrok8s from '../install-microk8s.ts';
+import joinNodes from '../join-nodes.ts';
+import enableAddons from '../enable-addons.ts';
+import bootstrapFlux from '../bootstrap-flux.ts';
+import createTunnel from '../create-tunnel.ts';
+import seedMonitoring from '../seed-monitoring.ts';
+
+export const allTasks: AnyTask[] = [prepareHost, installMicrok8s, joinNodes, enableAddons, bootstrapFlux, createTunnel, seedMonitoring];

@@ -1,0 +1,345 @@
+// The scheduler: expands tasks into units (task x host), walks the DAG with as much parallelism as
+// `needs` and the concurrency limit allow (across hosts too), gathers facts (probes batched per host,
+// API reads), checks, applies, re-checks, and records one outcome per unit. A failed unit holds back
+// only its dependents.
+import type { HostSpec, Inventory } from '../lib/inventory-types.ts';
+import type { AnyTask, Apis, ApplyContext, Change, Facts, ProbeOutput, ReadContext, RunOptions, Secrets, Target } from '../lib/task.ts';
+import type { ExecResult, Transport } from '../lib/transport.ts';
+import { CommandError, TransportError, UserError } from '../lib/errors.ts';
+import { redact } from '../lib/redact.ts';
+import type { Raw } from '../lib/shell.ts';
+import { ancestors, type Graph } from './graph.ts';
+import { ProbeBatcher } from './batcher.ts';
+import { summarize, type Mode, type Outcome, type Reporter, type RunResult, type Status, type UnitInfo } from './types.ts';
+
+export interface EngineOptions {
+  inventory: Inventory;
+  graph: Graph;
+  mode: Mode;
+  /** Tasks to act on, in topological order (already expanded by --with-deps). */
+  taskIds: string[];
+  /** --host: limit host-scoped tasks to these hosts. */
+  hosts?: string[];
+  /** --failed: only these unit keys (`task@host`) of the selected tasks. */
+  onlyUnits?: Set<string>;
+  concurrency: number;
+  transportFor(host: HostSpec): Transport;
+  apis: Apis;
+  secrets: Secrets;
+  reporter: Reporter;
+  signal?: AbortSignal;
+  /** Backoff base for transient failures (the lab makes it short). */
+  retryBaseMs?: number;
+  /** Called after every finished unit (the journal writes itself here). */
+  onOutcome?(outcomes: Outcome[]): void;
+}
+
+/** Output that marks a failure as worth retrying, whatever the task (reference/host.md, microk8s.md). */
+const TRANSIENT = [
+  /has "[^"]+" change in progress/, // snapd
+  /Could not get lock \/var\/lib\/dpkg\/lock/, // apt, unattended-upgrades running
+  /Unable to acquire the dpkg frontend lock/,
+];
+
+interface Unit extends UnitInfo {
+  t: AnyTask;
+  spec: HostSpec | null;
+  deps: Unit[];
+  /** Only checked, never applied: an unselected dependency of a selected task (run X). */
+  gate: boolean;
+  /** Settles when the unit has its outcome; dependents wait on it. */
+  done: Promise<Outcome>;
+  settle(o: Outcome): void;
+}
+
+export function firstControlPlane(inv: Inventory): HostSpec {
+  const h = inv.hosts.find((x) => x.roles.includes('control-plane'));
+  if (!h) throw new UserError('the inventory has no control-plane host');
+  return h;
+}
+
+function hostsFor(task: AnyTask, inv: Inventory, limit?: string[]): HostSpec[] {
+  return inv.hosts.filter(
+    (h) => (!task.roles || task.roles.some((r) => h.roles.includes(r))) && (!limit || limit.length === 0 || limit.includes(h.name)),
+  );
+}
+
+/** The units of a run: selected tasks, plus (run mode) unselected ancestors as check-only gates. */
+export function planUnits(opts: Pick<EngineOptions, 'inventory' | 'graph' | 'mode' | 'taskIds' | 'hosts' | 'onlyUnits'>): Unit[] {
+  const { inventory: inv, graph } = opts;
+  const selected = new Set(opts.taskIds);
+  const gates = new Set<string>();
+  if (opts.mode === 'run') for (const id of selected) for (const a of ancestors(graph, id)) if (!selected.has(a)) gates.add(a);
+  const units: Unit[] = [];
+  const byTask = new Map<string, Unit[]>();
+  for (const t of graph.tasks) {
+    if (!selected.has(t.id) && !gates.has(t.id)) continue;
+    const targets: (HostSpec | null)[] =
+      t.scope === 'host' ? hostsFor(t, inv, opts.hosts) : t.scope === 'cluster' ? [firstControlPlane(inv)] : [null];
+    const mine: Unit[] = [];
+    for (const spec of targets) {
+      const key = `${t.id}@${t.scope === 'host' ? spec!.name : '-'}`;
+      if (opts.onlyUnits && selected.has(t.id) && !opts.onlyUnits.has(key)) continue;
+      let settle!: (o: Outcome) => void;
+      const done = new Promise<Outcome>((r) => (settle = r));
+      const host = t.scope === 'host' ? spec!.name : null;
+      mine.push({ key, task: t.id, title: t.title, host, t, spec, deps: [], gate: gates.has(t.id), done, settle });
+    }
+    byTask.set(t.id, mine);
+    units.push(...mine);
+  }
+  for (const u of units) {
+    for (const n of u.t.needs) {
+      const of = byTask.get(n) ?? [];
+      const sameHost = u.t.scope === 'host' ? of.filter((d) => d.host === u.host) : [];
+      u.deps.push(...(sameHost.length ? sameHost : of));
+    }
+  }
+  return units;
+}
+
+export async function runEngine(opts: EngineOptions): Promise<RunResult> {
+  const started = Date.now();
+  const { inventory: inv, reporter, mode } = opts;
+  const plain = planUnits(opts);
+  const transports = new Map<string, Transport>();
+  const batchers = new Map<string, ProbeBatcher>();
+  const transportOf = (name: string): Transport => {
+    let t = transports.get(name);
+    if (!t) {
+      const spec = inv.hosts.find((h) => h.name === name);
+      if (!spec) throw new UserError(`no host named "${name}" in the inventory`);
+      t = opts.transportFor(spec);
+      transports.set(name, t);
+    }
+    return t;
+  };
+  const batcherOf = (name: string): ProbeBatcher => {
+    let b = batchers.get(name);
+    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name))));
+    return b;
+  };
+  const slots = new Semaphore(Math.max(1, opts.concurrency));
+  const outcomes: Outcome[] = [];
+  const record = (o: Outcome) => {
+    outcomes.push(o);
+    opts.onOutcome?.(outcomes);
+  };
+
+  // Phase 1: every unit's facts are requested at once, so each host answers all probes in one
+  // round trip. A unit whose dependencies changed something asks again later.
+  const prefetched = new Map<string, Promise<Facts<unknown>>>();
+  const secretsOk = new Map<string, Promise<void>>();
+  for (const u of plain) {
+    const s = ensureSecrets(u, opts);
+    s.catch(() => undefined);
+    secretsOk.set(u.key, s);
+    const f = s.then(() => gatherFacts(u, opts, batcherOf, transportOf));
+    f.catch(() => undefined);
+    prefetched.set(u.key, f);
+  }
+  reporter.start(mode, plain.filter((u) => !u.gate));
+
+  const execute = async (u: Unit): Promise<Outcome> => {
+    const depOutcomes = await Promise.all(u.deps.map((d) => d.done));
+    const t0 = Date.now();
+    const base = { task: u.task, host: u.host };
+    if (opts.signal?.aborted) return { ...base, status: 'skipped', changes: [], error: 'interrupted before it started', ms: 0 };
+    if (mode === 'run') {
+      const blocked = depOutcomes.find((d) => d.status === 'failed' || d.status === 'skipped' || d.status === 'drift');
+      if (blocked) {
+        const where = blocked.host ? ` on ${blocked.host}` : '';
+        const why =
+          blocked.status === 'drift'
+            ? `needs ${blocked.task}, which is not converged${where} (${blocked.changes.length} change${blocked.changes.length === 1 ? '' : 's'} pending); include it with --with-deps`
+            : `needs ${blocked.task}, which ${blocked.status === 'failed' ? 'failed' : 'was skipped'}${where}`;
+        return { ...base, status: 'skipped', changes: [], error: why, ms: 0 };
+      }
+    }
+    const release = await slots.acquire();
+    try {
+      reporter.unitStart(u);
+      await secretsOk.get(u.key);
+      const stale = depOutcomes.some((d) => d.status === 'changed');
+      let facts = stale ? await gatherFacts(u, opts, batcherOf, transportOf) : await prefetched.get(u.key)!;
+      let changes: Change[] = u.t.check(facts, inv, target(u));
+      const lines = changes.map((c) => redact(c.summary));
+      if (changes.length === 0) return { ...base, status: 'ok', changes: [], ms: Date.now() - t0 };
+      reporter.plan(u, lines);
+      if (mode === 'check' || u.gate) return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
+      await u.t.apply(applyContext(u, opts, transportOf), changes);
+      reporter.progress(u, 'verifying');
+      facts = await gatherFacts(u, opts, batcherOf, transportOf);
+      changes = u.t.check(facts, inv, target(u));
+      if (changes.length) {
+        const left = changes.map((c) => redact(c.summary));
+        return { ...base, status: 'failed', changes: lines, error: `did not converge: ${left.join('; ')}`, ms: Date.now() - t0 };
+      }
+      return { ...base, status: 'changed', changes: lines, ms: Date.now() - t0 };
+    } catch (e) {
+      return { ...base, status: 'failed', changes: [], error: describeError(e), ms: Date.now() - t0 };
+    } finally {
+      release();
+    }
+  };
+
+  for (const u of plain) {
+    void interruptible(execute(u), opts.signal, u).then((o) => {
+      if (!u.gate || o.status !== 'ok') {
+        record(o);
+        reporter.unitEnd(u, o);
+      }
+      u.settle(o);
+    });
+  }
+  await Promise.all(plain.map((u) => u.done));
+  await Promise.allSettled([...transports.values()].map((t) => t.close()));
+
+  const tasks = orderOutcomes(outcomes, plain);
+  const summary = summarize(tasks);
+  const ok = mode === 'run' ? summary.failed + summary.skipped + summary.drift === 0 : summary.failed + summary.skipped === 0 && summary.drift === 0;
+  const result: RunResult = { command: mode, ok, tasks, summary, ms: Date.now() - started };
+  if (opts.signal?.aborted) result.interrupted = true;
+  await reporter.end(result);
+  return result;
+}
+
+function orderOutcomes(outcomes: Outcome[], units: Unit[]): Outcome[] {
+  const index = new Map(units.map((u, i) => [`${u.task}@${u.host ?? '-'}`, i]));
+  return [...outcomes].sort((a, b) => (index.get(`${a.task}@${a.host ?? '-'}`) ?? 0) - (index.get(`${b.task}@${b.host ?? '-'}`) ?? 0));
+}
+
+/** On SIGINT a running unit is reported as interrupted; its command gets the signal from the terminal. */
+function interruptible(p: Promise<Outcome>, signal: AbortSignal | undefined, u: Unit): Promise<Outcome> {
+  if (!signal) return p;
+  return new Promise((resolve) => {
+    const onAbort = () => resolve({ task: u.task, host: u.host, status: 'failed', changes: [], error: 'interrupted (SIGINT) while running', ms: 0 });
+    if (signal.aborted) {
+      p.then(resolve, () => onAbort());
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (o) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(o);
+      },
+      () => onAbort(),
+    );
+  });
+}
+
+const target = (u: Unit): Target => ({ host: u.spec });
+
+async function ensureSecrets(u: Unit, opts: EngineOptions): Promise<void> {
+  for (const ref of u.t.secrets?.(opts.inventory) ?? []) await opts.secrets.get(ref);
+}
+
+function readContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport): ReadContext {
+  return {
+    inventory: opts.inventory,
+    target: target(u),
+    apis: opts.apis,
+    secrets: opts.secrets,
+    transport: u.spec ? transportOf(u.spec.name) : null,
+    transportFor: transportOf,
+    signal: opts.signal ?? new AbortController().signal,
+  };
+}
+
+async function gatherFacts(
+  u: Unit,
+  opts: EngineOptions,
+  batcherOf: (n: string) => ProbeBatcher,
+  transportOf: (n: string) => Transport,
+): Promise<Facts<unknown>> {
+  let probe: Record<string, ProbeOutput> = {};
+  if (u.t.probe && u.spec) {
+    const sections = u.t.probe({ inventory: opts.inventory, host: u.spec });
+    const texts: Record<string, string> = {};
+    for (const [k, v] of Object.entries(sections)) texts[k] = (v as Raw).text;
+    probe = await batcherOf(u.spec.name).request(texts);
+  }
+  const read = u.t.read ? await u.t.read(readContext(u, opts, transportOf)) : undefined;
+  return { probe, read };
+}
+
+function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport): ApplyContext {
+  const runOn = async (hostName: string, script: Raw, ro: RunOptions = {}): Promise<ExecResult> => {
+    const tr = transportOf(hostName);
+    const text = script.text;
+    opts.reporter.command(u, hostName, redact(text));
+    const patterns = [...TRANSIENT, ...(ro.transient ?? [])];
+    const retries = ro.retries ?? 5;
+    for (let attempt = 0; ; attempt++) {
+      let res: ExecResult;
+      try {
+        res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs });
+      } catch (e) {
+        if (e instanceof TransportError && e.transient && attempt < retries) {
+          opts.reporter.progress(u, `${hostName}: connection lost, retrying (${attempt + 1}/${retries})`);
+          await tr.reconnect();
+          await backoff(attempt, opts.retryBaseMs);
+          continue;
+        }
+        throw e;
+      }
+      if (res.exitCode === 0 || ro.allowExit?.includes(res.exitCode)) return res;
+      const out = res.stderr + '\n' + res.stdout;
+      const hit = patterns.find((p) => p.test(out));
+      if (hit && attempt < retries) {
+        opts.reporter.progress(u, `${hostName}: ${firstLine(out.match(hit)![0])}, waiting to retry (${attempt + 1}/${retries})`);
+        await backoff(attempt, opts.retryBaseMs);
+        continue;
+      }
+      throw new CommandError(hostName, redact(firstLine(text)), res.exitCode, redact(res.stderr || res.stdout));
+    }
+  };
+  return {
+    ...readContext(u, opts, transportOf),
+    run: (script, ro) => {
+      if (!u.spec) throw new Error(`task ${u.task} has no host to run commands on`);
+      return runOn(u.spec.name, script, ro);
+    },
+    runOn,
+    progress: (m) => opts.reporter.progress(u, redact(m)),
+  };
+}
+
+function firstLine(s: string): string {
+  const l = s.trim().split('\n')[0];
+  return l.length > 160 ? l.slice(0, 157) + '...' : l;
+}
+
+function backoff(attempt: number, baseMs = 1000): Promise<void> {
+  const ms = Math.min(baseMs * 2 ** attempt, 30 * baseMs) * (0.75 + Math.random() * 0.5);
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function describeError(e: unknown): string {
+  if (e instanceof UserError || e instanceof CommandError) return redact(e.message);
+  // A programming error is our bug: say so and keep the stack for the report.
+  if (e instanceof TypeError || e instanceof ReferenceError || e instanceof RangeError || e instanceof SyntaxError)
+    return redact(`internal error (a bug in homelab, please report it): ${e.stack ?? e.message}`);
+  if (e instanceof Error) return redact(e.message);
+  return redact(String(e));
+}
+
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+export type { Status };

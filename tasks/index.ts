@@ -1,0 +1,207 @@
+// The `tasks` CLI: parses argv, loads the inventory, hands over to the engine. One exit point: every
+// error ends in `main`'s catch, which maps it to a message and an exit code (design.md "Output and
+// exit codes"). Commands import what they need lazily, so `list` and `--help` stay cheap.
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { UserError } from './lib/errors.ts';
+import type { Output } from './engine/display.ts';
+
+export const HELP: Record<string, string> = {
+  main: `homelab tasks: make the hosts and accounts match inventory.yaml
+
+Usage: npx tsx tasks <command> [options]
+
+Commands:
+  run <task...|all>     converge: check each task, change what differs, check again
+  check <task...|all>   read-only drift check; exit 0 converged, 2 drift, 1 error
+  list                  the tasks, their scope and what they need
+  graph                 the task graph as Mermaid
+  render --out DIR      render the GitOps repository into DIR
+  status                the outcome of the last run or check
+
+Options for every command:
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 act on the lab (a simulated twin of the homelab under .lab/)
+  -h, --help            help for a command: npx tsx tasks run --help
+
+Exit codes: 0 converged / all ok or changed; 2 check found drift; 1 a task failed, the inventory
+is invalid or the lock is held; 130 interrupted.`,
+  run: `Usage: npx tsx tasks run <task...|all> [options]
+
+Checks each task and changes only what differs from the inventory, then checks again: a task that
+still differs after its changes fails ("did not converge"). Tasks run in dependency order, in
+parallel where their needs allow, across hosts. A task named alone runs alone: its dependencies are
+checked first, and if one is not converged the task is skipped and says which (add --with-deps).
+
+Options:
+  --with-deps           also run the tasks the named ones need
+  --failed              rerun what failed in the last run, and what it held back
+  --host NAME           limit host-scoped tasks to this host (repeatable)
+  --concurrency N       at most N tasks at once (default 8)
+  --json                print one JSON document on stdout and nothing else there
+  --verbose             plain line output, with every command run (secrets redacted)
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 run against the lab instead of the real hosts and accounts
+  --lab-faults SPEC     with --lab: inject failures, e.g. github:500=2,apt:lock (see README)`,
+  check: `Usage: npx tsx tasks check <task...|all> [options]
+
+Read-only: gathers the facts (one round trip per host), compares them with the inventory and prints
+what \`run\` would change. Changes nothing anywhere. Exit 0 converged, 2 drift, 1 error.
+
+Options:
+  --json                print one JSON document on stdout and nothing else there
+  --quiet               print nothing when everything is converged (for cron)
+  --host NAME           limit host-scoped tasks to this host (repeatable)
+  --concurrency N       at most N tasks at once (default 8)
+  --verbose             plain line output
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 check the lab instead of the real hosts and accounts`,
+  list: `Usage: npx tsx tasks list [--json]
+
+The tasks: id, scope (host: once per matching host; cluster: once, through the first control
+plane and the APIs; local: on this machine), what each needs, and its title.`,
+  graph: `Usage: npx tsx tasks graph
+
+Prints the task graph as a Mermaid flowchart (graph TD, one edge per need).`,
+  render: `Usage: npx tsx tasks render --out DIR [--inventory PATH]
+
+Renders the GitOps repository from templates/ and the inventory into DIR, then validates it.
+Only files the renderer owns are ever written or deleted in DIR.`,
+  status: `Usage: npx tsx tasks status [--json] [--inventory PATH]
+
+Prints the outcome of the last run or check recorded in .tasks/ beside the inventory.`,
+};
+
+const COMMANDS = ['run', 'check', 'list', 'graph', 'render', 'status'] as const;
+type Command = (typeof COMMANDS)[number];
+
+export interface CliIo extends Output {
+  env: NodeJS.ProcessEnv;
+  isTTY: boolean;
+  cwd: string;
+  signal?: AbortSignal;
+}
+
+export interface CliOptions {
+  command: Command;
+  words: string[];
+  inventory: string;
+  hosts: string[];
+  json: boolean;
+  concurrency: number;
+  failed: boolean;
+  withDeps: boolean;
+  lab: boolean;
+  labFaults?: string;
+  verbose: boolean;
+  quiet: boolean;
+  report?: string;
+  out?: string;
+}
+
+export function parseCli(argv: string[], cwd: string): CliOptions | { help: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        inventory: { type: 'string' },
+        host: { type: 'string', multiple: true },
+        json: { type: 'boolean' },
+        concurrency: { type: 'string' },
+        failed: { type: 'boolean' },
+        'with-deps': { type: 'boolean' },
+        lab: { type: 'boolean' },
+        'lab-faults': { type: 'string' },
+        verbose: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+        report: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    throw new UserError(`${(e as Error).message.replace(/\. To specify.*$/s, '')}\nSee: npx tsx tasks --help`);
+  }
+  const { values: v, positionals } = parsed;
+  const [cmd, ...words] = positionals;
+  if (!cmd || cmd === 'help') return { help: HELP[words[0] ?? 'main'] ?? HELP.main };
+  if (!COMMANDS.includes(cmd as Command)) throw new UserError(`unknown command "${cmd}"\nSee: npx tsx tasks --help`);
+  if (v.help) return { help: HELP[cmd] };
+  const command = cmd as Command;
+  const conc = v.concurrency === undefined ? 8 : Number(v.concurrency);
+  if (!Number.isInteger(conc) || conc < 1) throw new UserError(`--concurrency must be a whole number >= 1 (got "${v.concurrency}")`);
+  if (v.failed && command !== 'run') throw new UserError('--failed goes with `run` only');
+  if (v['with-deps'] && command !== 'run') throw new UserError('--with-deps goes with `run` only');
+  if (v.report !== undefined && command !== 'check') throw new UserError('--report goes with `check` only');
+  if (v.report !== undefined && v.report !== 'github') throw new UserError(`--report takes "github" (got "${v.report}")`);
+  if (v['lab-faults'] !== undefined && !v.lab) throw new UserError('--lab-faults needs --lab');
+  if ((command === 'run' || command === 'check') && words.length === 0 && !v.failed)
+    throw new UserError(`name the tasks to ${command}, or all: npx tsx tasks ${command} all`);
+  if (command === 'run' && v.failed && words.length) throw new UserError('--failed takes no task names: it reruns what failed last time');
+  if (command === 'render' && !v.out) throw new UserError('render needs --out DIR');
+  return {
+    command,
+    words,
+    inventory: path.resolve(cwd, v.inventory ?? 'inventory.yaml'),
+    hosts: v.host ?? [],
+    json: !!v.json,
+    concurrency: conc,
+    failed: !!v.failed,
+    withDeps: !!v['with-deps'],
+    lab: !!v.lab,
+    labFaults: v['lab-faults'],
+    verbose: !!v.verbose,
+    quiet: !!v.quiet,
+    report: v.report,
+    out: v.out === undefined ? undefined : path.resolve(cwd, v.out),
+  };
+}
+
+/** Runs one command; returns the exit code. Never calls process.exit. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  try {
+    const opts = parseCli(argv, io.cwd);
+    if ('help' in opts) {
+      io.out(opts.help);
+      return 0;
+    }
+    const commands = await import('./engine/commands.ts');
+    return await commands.dispatch(opts, io);
+  } catch (e) {
+    if (e instanceof UserError) {
+      io.err(`error: ${e.message}`);
+      return e.exitCode;
+    }
+    const err = e as Error;
+    io.err(`internal error (a bug in homelab; please report it with this output):\n${err?.stack ?? String(e)}`);
+    return 1;
+  }
+}
+
+function processIo(): CliIo {
+  return {
+    out: (l) => process.stdout.write(l + '\n'),
+    err: (l) => process.stderr.write(l + '\n'),
+    env: process.env,
+    isTTY: !!process.stdout.isTTY,
+    cwd: process.cwd(),
+  };
+}
+
+const isEntry = process.argv[1] && path.resolve(process.argv[1]).replace(/\/index\.ts$/, '') === path.dirname(new URL(import.meta.url).pathname);
+if (isEntry) {
+  const ac = new AbortController();
+  const io = { ...processIo(), signal: ac.signal };
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) process.exit(130);
+    io.err('interrupted: stopping; tasks in progress are reported as interrupted (Ctrl-C again to quit at once)');
+    ac.abort();
+  });
+  main(process.argv.slice(2), io).then((code) => {
+    process.exitCode = ac.signal.aborted ? 130 : code;
+  });
+}

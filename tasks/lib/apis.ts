@@ -1,0 +1,46 @@
+// The clients for GitHub and Cloudflare, created on first use (the SDKs are heavy to import), with
+// retries bounded and rate limits honoured. The lab passes its own base URLs.
+import type { Inventory } from './inventory-types.ts';
+import type { Apis, Secrets } from './task.ts';
+
+export interface ApiEndpoints {
+  githubUrl?: string;
+  cloudflareUrl?: string;
+  /** Retry budget for 429/5xx (the SDKs' own retry loops; we bound them). */
+  retries?: number;
+}
+
+export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = {}): Apis {
+  let gh: Promise<import('@octokit/rest').Octokit> | undefined;
+  let cf: Promise<import('cloudflare').default> | undefined;
+  const retries = ep.retries ?? 4;
+  return {
+    github: () =>
+      (gh ??= (async () => {
+        const token = await secrets.get(inv.flux.github.token);
+        const [{ Octokit }, { retry }, { throttling }] = await Promise.all([
+          import('@octokit/rest'),
+          import('@octokit/plugin-retry'),
+          import('@octokit/plugin-throttling'),
+        ]);
+        const My = Octokit.plugin(retry, throttling);
+        return new My({
+          auth: token,
+          baseUrl: ep.githubUrl,
+          userAgent: 'homelab-tasks',
+          request: { retries },
+          log: { debug() {}, info() {}, warn() {}, error() {} },
+          throttle: {
+            onRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
+            onSecondaryRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
+          },
+        });
+      })()),
+    cloudflare: () =>
+      (cf ??= (async () => {
+        const token = await secrets.get(inv.tunnel.apiToken);
+        const { default: Cloudflare } = await import('cloudflare');
+        return new Cloudflare({ apiToken: token, baseURL: ep.cloudflareUrl, maxRetries: retries, timeout: 60_000 });
+      })()),
+  };
+}

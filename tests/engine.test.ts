@@ -1,0 +1,246 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { AnyTask } from '../tasks/lib/task.ts';
+import { sh } from '../tasks/lib/shell.ts';
+import { buildGraph, GraphError, mermaid, selectTasks, topoOrder } from '../tasks/engine/graph.ts';
+import { allTasks } from '../tasks/engine/registry.ts';
+import { inventory, run } from './helpers/engine-fixtures.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A task that is converged once `applied` holds its id; `log` records start/end times. */
+function task(id: string, needs: string[] = [], extra: Partial<AnyTask> = {}, world = new Set<string>(), log: string[] = []): AnyTask {
+  return {
+    id,
+    title: id,
+    needs,
+    scope: 'local',
+    check: () => (world.has(id) ? [] : [{ summary: `${id}: absent -> present` }]),
+    async apply() {
+      log.push(`${id}:start`);
+      await sleep(60);
+      world.add(id);
+      log.push(`${id}:end`);
+    },
+    ...extra,
+  };
+}
+
+const graph = suite('graph');
+
+graph('orders tasks so that every need comes first', () => {
+  const g = buildGraph([task('c', ['b']), task('a'), task('b', ['a']), task('d', ['a'])]);
+  const order = topoOrder(g);
+  assert.ok(order.indexOf('a') < order.indexOf('b'));
+  assert.ok(order.indexOf('b') < order.indexOf('c'));
+  assert.ok(order.indexOf('a') < order.indexOf('d'));
+});
+
+graph('reports a cycle with its path', () => {
+  try {
+    buildGraph([task('a', ['c']), task('b', ['a']), task('c', ['b'])]);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, GraphError);
+    assert.match((e as Error).message, /cycle: a -> c -> b -> a/);
+  }
+});
+
+graph('reports an unknown need naming both tasks', () => {
+  assert.throws(() => buildGraph([task('a', ['nope'])]), /task "a" needs "nope", which is not a task/);
+});
+
+graph('selects with and without dependencies, and suggests near misses', () => {
+  const g = buildGraph([task('a'), task('b', ['a']), task('c', ['b'])]);
+  assert.equal(selectTasks(g, ['c'], false), ['c']);
+  assert.equal(selectTasks(g, ['c'], true), ['a', 'b', 'c']);
+  assert.equal(selectTasks(g, ['all'], false), ['a', 'b', 'c']);
+  assert.throws(() => selectTasks(g, ['bb'], false), /unknown task "bb" \(did you mean "b"\?\)/);
+});
+
+graph('the real tasks form a DAG and print as Mermaid, one edge per need', () => {
+  const g = buildGraph(allTasks);
+  assert.equal(allTasks.map((t) => t.id).sort(), ['bootstrap-flux', 'create-tunnel', 'enable-addons', 'install-microk8s', 'join-nodes', 'prepare-host', 'seed-monitoring']);
+  const m = mermaid(g);
+  assert.ok(m.startsWith('graph TD\n'));
+  const edges = m.split('\n').filter((l) => l.includes('-->'));
+  assert.is(edges.length, allTasks.reduce((n, t) => n + t.needs.length, 0));
+  assert.ok(m.includes('install_microk8s --> join_nodes'));
+});
+
+graph.run();
+
+const engine = suite('engine');
+
+engine('independent tasks overlap in time; dependents wait', async () => {
+  const log: string[] = [];
+  const world = new Set<string>();
+  const tasks = [task('a', [], {}, world, log), task('b', [], {}, world, log), task('c', ['a', 'b'], {}, world, log)];
+  const { result } = await run(tasks);
+  assert.ok(result.ok);
+  assert.ok(log.indexOf('b:start') < log.indexOf('a:end'), `a and b should overlap: ${log}`);
+  assert.ok(log.indexOf('c:start') > log.indexOf('a:end') && log.indexOf('c:start') > log.indexOf('b:end'));
+  assert.equal(result.summary, { ok: 0, changed: 3, drift: 0, failed: 0, skipped: 0 });
+});
+
+engine('a failure skips only its dependents; independent tasks finish', async () => {
+  const world = new Set<string>();
+  const boom: Partial<AnyTask> = {
+    async apply() {
+      throw new Error('disk full');
+    },
+  };
+  const tasks = [task('a', [], boom, world), task('b', ['a'], {}, world), task('c', ['b'], {}, world), task('d', [], {}, world)];
+  const { result } = await run(tasks);
+  const by = Object.fromEntries(result.tasks.map((t) => [t.task, t]));
+  assert.is(by.a.status, 'failed');
+  assert.match(by.a.error!, /disk full/);
+  assert.is(by.b.status, 'skipped');
+  assert.match(by.b.error!, /needs a, which failed/);
+  assert.is(by.c.status, 'skipped');
+  assert.is(by.d.status, 'changed');
+  assert.not.ok(result.ok);
+});
+
+engine('a change that does not stick is a failure, never a silent success', async () => {
+  const t: AnyTask = { id: 'x', title: 'x', needs: [], scope: 'local', check: () => [{ summary: 'x: 1 -> 2' }], apply: async () => {} };
+  const { result } = await run([t]);
+  assert.is(result.tasks[0].status, 'failed');
+  assert.match(result.tasks[0].error!, /did not converge: x: 1 -> 2/);
+});
+
+engine('check mode reports drift and never applies', async () => {
+  let applied = 0;
+  const t: AnyTask = { id: 'x', title: 'x', needs: [], scope: 'local', check: () => [{ summary: 'x: 1 -> 2' }], apply: async () => void applied++ };
+  const { result } = await run([t], { mode: 'check' });
+  assert.is(applied, 0);
+  assert.is(result.tasks[0].status, 'drift');
+  assert.equal(result.tasks[0].changes, ['x: 1 -> 2']);
+});
+
+engine('run X alone: an unconverged dependency holds X back and says how to include it', async () => {
+  const world = new Set<string>();
+  const { result } = await run([task('a', [], {}, world), task('b', ['a'], {}, world)], { taskIds: ['b'] });
+  const by = Object.fromEntries(result.tasks.map((t) => [t.task, t]));
+  assert.is(by.a.status, 'drift');
+  assert.is(by.b.status, 'skipped');
+  assert.match(by.b.error!, /needs a, which is not converged.*--with-deps/);
+  assert.not.ok(world.has('a'), 'the dependency must not be changed');
+});
+
+engine('run X alone with a converged dependency runs X and does not list the dependency', async () => {
+  const world = new Set<string>(['a']);
+  const { result } = await run([task('a', [], {}, world), task('b', ['a'], {}, world)], { taskIds: ['b'] });
+  assert.equal(result.tasks.map((t) => `${t.task}:${t.status}`), ['b:changed']);
+});
+
+engine('host tasks run per matching host, and a host-scoped dependency is per host', async () => {
+  const inv = inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }, { roles: ['worker'] }]);
+  const seen: string[] = [];
+  const mk = (id: string, needs: string[], roles?: AnyTask['roles']): AnyTask => ({
+    id,
+    title: id,
+    needs,
+    scope: 'host',
+    roles,
+    check: () => [],
+    apply: async () => {},
+    probe: ({ host }) => {
+      seen.push(`${id}@${host.name}`);
+      return { hello: sh`echo ${host.name}` };
+    },
+  });
+  const { result } = await run([mk('a', []), mk('w', ['a'], ['worker'])], { inv });
+  assert.equal(result.tasks.map((t) => `${t.task}@${t.host}`), ['a@node1', 'a@node2', 'a@node3', 'w@node2', 'w@node3']);
+  assert.equal(seen.sort(), ['a@node1', 'a@node2', 'a@node3', 'w@node2', 'w@node3']);
+});
+
+engine('--host limits host-scoped tasks', async () => {
+  const inv = inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }]);
+  const t: AnyTask = { id: 'a', title: 'a', needs: [], scope: 'host', check: () => [], apply: async () => {} };
+  const { result } = await run([t], { inv, hosts: ['node2'] });
+  assert.equal(result.tasks.map((x) => x.host), ['node2']);
+});
+
+engine.run();
+
+const batching = suite('probe batching');
+
+function prober(id: string, sections: Record<string, string>, seen: Record<string, unknown>): AnyTask {
+  return {
+    id,
+    title: id,
+    needs: [],
+    scope: 'host',
+    probe: () => Object.fromEntries(Object.entries(sections).map(([k, v]) => [k, { text: v } as never])),
+    check: (facts) => {
+      seen[id] = facts.probe;
+      return [];
+    },
+    apply: async () => {},
+  };
+}
+
+batching('N tasks on one host cost exactly one transport invocation, outputs split per task', async () => {
+  const seen: Record<string, any> = {};
+  const tasks = [
+    prober('t1', { a: 'echo one', b: 'echo two >&2; exit 3' }, seen),
+    prober('t2', { a: "printf '@@deadbeef:0:err@@\\n@@x:1:rc@@0\\n'; echo tail" }, seen),
+    prober('t3', { a: 'if then fi', b: "printf 'no newline'" }, seen),
+    prober('t4', { a: 'exit 0; echo never' }, seen),
+    prober('t5', { a: 'cat; echo after-stdin' }, seen),
+  ];
+  const { result, transports } = await run(tasks, { mode: 'check' });
+  assert.ok(result.ok);
+  assert.is(transports.get('node1')!.stats.commands, 1, 'one round trip for all probes');
+  assert.equal(seen.t1.a, { stdout: 'one\n', stderr: '', exitCode: 0 });
+  assert.equal(seen.t1.b, { stdout: '', stderr: 'two\n', exitCode: 3 });
+  assert.is(seen.t2.a.stdout, '@@deadbeef:0:err@@\n@@x:1:rc@@0\ntail\n');
+  assert.is(seen.t2.a.exitCode, 0);
+  assert.is(seen.t3.a.exitCode, 2);
+  assert.match(seen.t3.a.stderr, /syntax error/);
+  assert.equal(seen.t3.b, { stdout: 'no newline', stderr: '', exitCode: 0 });
+  assert.equal(seen.t4.a, { stdout: '', stderr: '', exitCode: 0 });
+  assert.is(seen.t5.a.stdout, 'after-stdin\n', 'a probe reading stdin gets EOF, not the script');
+});
+
+batching('in a run, facts are gathered once up front and again only after a change', async () => {
+  let applied = false;
+  const t: AnyTask = {
+    id: 'x',
+    title: 'x',
+    needs: [],
+    scope: 'host',
+    probe: () => ({ v: sh`echo hi` }),
+    check: () => (applied ? [] : [{ summary: 'x: off -> on' }]),
+    apply: async () => void (applied = true),
+  };
+  const ok: AnyTask = { id: 'y', title: 'y', needs: [], scope: 'host', probe: () => ({ v: sh`echo hi` }), check: () => [], apply: async () => {} };
+  const { transports } = await run([t, ok]);
+  // One phase for both tasks' facts, one for x's verification.
+  assert.is(transports.get('node1')!.stats.commands, 2);
+});
+
+batching('quoting: a hostile value in a probe stays literal text', async () => {
+  const seen: Record<string, any> = {};
+  const evil = `'; $(touch /tmp/pwned-engine) \`touch /tmp/pwned-engine\` "`;
+  const t: AnyTask = {
+    id: 'q',
+    title: 'q',
+    needs: [],
+    scope: 'host',
+    probe: () => ({ v: sh`printf '%s' ${evil}` }),
+    check: (f) => {
+      seen.v = f.probe.v;
+      return [];
+    },
+    apply: async () => {},
+  };
+  await run([t], { mode: 'check' });
+  assert.is(seen.v.stdout, evil);
+  const fs = await import('node:fs');
+  assert.not.ok(fs.existsSync('/tmp/pwned-engine'));
+});
+
+batching.run();
+
