@@ -1,0 +1,152 @@
+// The CLI as scripts and cron use it: exit codes, --json, --help, errors without stack traces, and an
+// invalid inventory stopping everything before any task runs.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { main, HELP, type CliIo } from '../tasks/index.ts';
+import { badInventories, GOOD_INVENTORY } from './fixtures/bad-inventories.ts';
+
+function io(cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const value: CliIo = { out: (l) => out.push(l), err: (l) => err.push(l), env: { ...env }, isTTY: false, cwd };
+  return { io: value, out, err };
+}
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'hl-cli-'));
+
+function workdir(inventory: string | Uint8Array = GOOD_INVENTORY): string {
+  const dir = tmp();
+  fs.writeFileSync(path.join(dir, 'inventory.yaml'), inventory);
+  return dir;
+}
+
+const cli = suite('cli');
+
+cli('--help for every command is printed and exits 0', async () => {
+  for (const cmd of ['run', 'check', 'list', 'graph', 'render', 'status']) {
+    const t = io(tmp());
+    assert.is(await main([cmd, '--help'], t.io), 0);
+    assert.is(t.out.join('\n'), HELP[cmd]);
+  }
+  const t = io(tmp());
+  assert.is(await main(['--help'], t.io), 0);
+  for (const cmd of ['run', 'check', 'list', 'graph', 'render', 'status']) assert.ok(t.out[0].includes(`  ${cmd}`), cmd);
+});
+
+cli('every option the help of run and check names is accepted by the parser', async () => {
+  for (const cmd of ['run', 'check']) {
+    const flags = [...HELP[cmd].matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+    assert.ok(flags.length > 5);
+    for (const f of flags) {
+      const t = io(tmp());
+      const args = [cmd, '--help', f];
+      if (['--host', '--concurrency', '--inventory', '--lab-faults'].includes(f)) args.push('1');
+      assert.is(await main(args, t.io), 0, `${cmd} ${f}: ${t.err.join(' ')}`);
+    }
+  }
+});
+
+cli('unknown command or option: exit 1, one clear line, no stack', async () => {
+  for (const argv of [['frobnicate'], ['run', 'all', '--bogus'], ['check', 'all', '--failed'], ['run'], ['run', 'all', '--concurrency', '0']]) {
+    const t = io(tmp());
+    assert.is(await main(argv, t.io), 1, argv.join(' '));
+    assert.match(t.err.join('\n'), /^error: /);
+    assert.not.match(t.err.join('\n'), /\n\s+at /, 'no stack trace for a user error');
+  }
+});
+
+cli('an unknown task name suggests the near one', async () => {
+  const t = io(workdir());
+  assert.is(await main(['check', 'prepare-hots'], t.io), 1);
+  assert.match(t.err.join('\n'), /unknown task "prepare-hots" \(did you mean "prepare-host"\?\)/);
+});
+
+cli(`each of ${badInventories.length} bad inventories: exit 1, file:line:col and path, and no task ran`, async () => {
+  assert.ok(badInventories.length >= 25);
+  for (const bad of badInventories) {
+    const dir = workdir(bad.yaml);
+    const file = path.join(dir, 'inventory.yaml');
+    for (const cmd of ['run', 'check']) {
+      const t = io(dir);
+      const code = await main([cmd, 'all'], t.io);
+      const msg = t.err.join('\n');
+      assert.is(code, 1, `${bad.name}: exit code`);
+      const where = `${file}:${bad.line}:${bad.col}: ${bad.path ? bad.path + ': ' : ''}`;
+      const line = msg.split('\n').find((l) => l.trim().startsWith(where));
+      assert.ok(line, `${bad.name}: position and path ${where} in:\n${msg}`);
+      assert.match(line!.trim().slice(where.length), bad.message, bad.name);
+      assert.not.ok(fs.existsSync(path.join(dir, '.tasks')), `${bad.name}: nothing may run (no journal, no lock)`);
+      assert.equal(t.out, [], `${bad.name}: nothing on stdout`);
+    }
+  }
+});
+
+cli('--json prints exactly one document with the design shape', async () => {
+  const dir = workdir();
+  const t = io(dir);
+  const code = await main(['check', 'all', '--json'], t.io);
+  assert.is(t.out.length, 1);
+  const doc = JSON.parse(t.out[0]);
+  assert.equal(Object.keys(doc), ['command', 'ok', 'tasks', 'summary']);
+  assert.is(doc.command, 'check');
+  assert.is(typeof doc.ok, 'boolean');
+  assert.equal(Object.keys(doc.summary), ['ok', 'changed', 'drift', 'failed', 'skipped']);
+  for (const task of doc.tasks) {
+    assert.ok(['ok', 'changed', 'drift', 'failed', 'skipped'].includes(task.status));
+    assert.ok(task.host === null || typeof task.host === 'string');
+    assert.ok(Array.isArray(task.changes));
+    assert.is(typeof task.ms, 'number');
+  }
+  assert.is(code, doc.ok ? 0 : doc.summary.failed ? 1 : 2);
+});
+
+cli('a held lock: exit 1 at once, naming the holder', async () => {
+  const dir = workdir();
+  fs.mkdirSync(path.join(dir, '.tasks'));
+  fs.writeFileSync(
+    path.join(dir, '.tasks', 'lock'),
+    JSON.stringify({ pid: process.pid, host: os.hostname(), started: '2026-11-26T07:00:00Z', command: 'tasks run all' }),
+  );
+  const t = io(dir);
+  const t0 = Date.now();
+  assert.is(await main(['check', 'all'], t.io), 1);
+  assert.ok(Date.now() - t0 < 5000);
+  assert.match(t.err.join('\n'), new RegExp(`pid ${process.pid} on .*tasks run all`));
+});
+
+cli('status prints the last run; --failed reruns exactly what failed', async () => {
+  const dir = workdir();
+  const first = io(dir);
+  await main(['run', 'prepare-host', '--with-deps'], first.io);
+  const s = io(dir);
+  assert.is(await main(['status'], s.io), 0);
+  assert.match(s.out.join('\n'), /last run/);
+  assert.match(s.out.join('\n'), /\[node1\] prepare-host: failed: prepare-host is not implemented yet/);
+  const again = io(dir);
+  await main(['run', '--failed', '--json'], again.io);
+  const doc = JSON.parse(again.out[0]);
+  assert.equal(doc.tasks.map((x: { task: string; host: string }) => `${x.task}@${x.host}`), ['prepare-host@node1', 'prepare-host@node2']);
+});
+
+cli.run();
+
+const proc = suite('process');
+
+proc('`npx tsx tasks` is the CLI: list prints the seven tasks, an invalid inventory exits 1', () => {
+  const root = path.resolve('.');
+  const tsx = path.join(root, 'node_modules/.bin/tsx');
+  const list = spawnSync(tsx, ['tasks', 'list'], { cwd: root, encoding: 'utf8' });
+  assert.is(list.status, 0);
+  for (const id of ['prepare-host', 'install-microk8s', 'join-nodes', 'enable-addons', 'bootstrap-flux', 'create-tunnel', 'seed-monitoring'])
+    assert.ok(list.stdout.includes(id), id);
+  const dir = workdir('cluster: [oops\n');
+  const bad = spawnSync(tsx, [path.join(root, 'tasks'), 'check', 'all'], { cwd: dir, encoding: 'utf8' });
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /inventory\.yaml:\d+:\d+/);
+});
+
+proc.run();
