@@ -8,6 +8,8 @@ export interface ApiEndpoints {
   cloudflareUrl?: string;
   /** Retry budget for 429/5xx (the SDKs' own retry loops; we bound them). */
   retries?: number;
+  /** The lab: no client-side write spacing (GitHub asks for 1 s between writes) and short retry waits. */
+  fast?: boolean;
 }
 
 export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = {}): Apis {
@@ -29,8 +31,11 @@ export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = 
           baseUrl: ep.githubUrl,
           userAgent: 'homelab-tasks',
           request: { retries },
+          // 409 "Git Repository is empty." and 422s are answers, not hiccups: retrying them only waits.
+          retry: { doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], ...(ep.fast ? { retryAfterBaseValue: 50 } : {}) },
           log: { debug() {}, info() {}, warn() {}, error() {} },
           throttle: {
+            enabled: !ep.fast,
             onRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
             onSecondaryRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
           },
