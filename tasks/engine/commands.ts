@@ -6,6 +6,9 @@ import { redact } from '../lib/redact.ts';
 import { allTasks } from './registry.ts';
 import { buildGraph, mermaid, selectTasks, topoOrder } from './graph.ts';
 import type { Reporter, RunResult } from './types.ts';
+import type { HostSpec, Inventory } from '../lib/inventory-types.ts';
+import type { Apis, Secrets } from '../lib/task.ts';
+import type { Transport } from '../lib/transport.ts';
 
 export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
   switch (opts.command) {
@@ -109,7 +112,7 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   try {
     const { createSecrets } = await import('../lib/secrets.ts');
     const { createApis } = await import('../lib/apis.ts');
-    let env: Awaited<ReturnType<typeof realEnvironment>>;
+    let env: Environment;
     if (opts.lab) {
       const { startLabSession } = await import('../lab/session.ts');
       const lab = await startLabSession(inventory, { faults: opts.labFaults ?? io.env.LAB_FAULTS, env: io.env });
@@ -162,19 +165,25 @@ async function makeReporter(opts: CliOptions, io: CliIo, color: boolean): Promis
   return plain ? new display.LineReporter(dopts) : display.createListrReporter(dopts);
 }
 
+/** Where a run's commands and API calls go: the real hosts and accounts, or the lab. */
+interface Environment {
+  secrets: Secrets;
+  apis: Apis;
+  transportFor(host: HostSpec): Transport;
+  retryBaseMs?: number;
+}
+
 async function realEnvironment(
-  inventory: import('../lib/inventory-types.ts').Inventory,
+  inventory: Inventory,
   io: CliIo,
   createSecrets: typeof import('../lib/secrets.ts').createSecrets,
   createApis: typeof import('../lib/apis.ts').createApis,
-) {
+): Promise<Environment> {
   const { SshTransport } = await import('../lib/transport-ssh.ts');
   const secrets = createSecrets(inventory, { env: io.env });
   return {
     secrets,
     apis: createApis(inventory, secrets),
-    transportFor: (host: import('../lib/inventory-types.ts').HostSpec) =>
-      new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout }),
-    retryBaseMs: undefined as number | undefined,
+    transportFor: (host: HostSpec) => new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout }),
   };
 }

@@ -8,6 +8,7 @@
 // Counters live in the state directory so they hold across the processes of one lab.
 import fs from 'node:fs';
 import path from 'node:path';
+import { UserError } from '../lib/errors.ts';
 
 export const FAULT_NAMES = [
   'github:500',
@@ -26,11 +27,11 @@ export function parseFaults(spec: string | undefined): FaultSpec {
   if (!spec) return out;
   for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
     const m = /^([a-z0-9-]+:[^=\s]+)(?:=(\d+|\*))?$/.exec(part);
-    if (!m) throw new Error(`bad lab fault "${part}": expected name[=count], e.g. github:500=2`);
+    if (!m) throw new UserError(`bad lab fault "${part}": expected name[=count], e.g. github:500=2`);
     const [, name, count] = m;
     const known = (FAULT_NAMES as readonly string[]).includes(name) || /^(hang|fail):[\w.-]+$/.test(name);
     if (!known) {
-      throw new Error(`unknown lab fault "${name}"; known: ${FAULT_NAMES.join(', ')}, hang:<command>, fail:<command>`);
+      throw new UserError(`unknown lab fault "${name}"; known: ${FAULT_NAMES.join(', ')}, hang:<command>, fail:<command>`);
     }
     out.set(name, count === '*' ? Infinity : Number(count ?? 1));
   }

@@ -1,0 +1,128 @@
+// One lab, assembled: the simulated hosts of the inventory, lab GitHub and lab Cloudflare, wired
+// together (the lab's Flux reads lab GitHub's repositories and deploy keys; a cloudflared running in
+// the lab cluster connects the lab tunnel). State lives in `.lab/` beside the inventory, so runs
+// follow each other as on real machines. The task modules never see this: they get transports and
+// API endpoints, as in a real run.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { HostSpec, Inventory, SecretRef } from '../lib/inventory-types.ts';
+import type { ApiEndpoints } from '../lib/apis.ts';
+import type { Transport } from '../lib/transport.ts';
+import { Faults, parseFaults } from './faults.ts';
+import { startLabHosts, type LabHosts } from './hosts/server.ts';
+import { onMicrok8sSnapInstalled, onMicrok8sSnapRefreshed, onMicrok8sSnapRemoved, registerMicrok8s } from './hosts/microk8s.ts';
+import { startLabGitHub, type LabGitHub } from './github.ts';
+import { findRepo, Store } from './github-store.ts';
+import { startLabCloudflare, type LabCloudflare } from './cloudflare.ts';
+
+export interface LabSessionOptions {
+  /** Default: `.lab/` beside the inventory. */
+  dir?: string;
+  /** Fault spec (--lab-faults / LAB_FAULTS), armed on top of what is armed already. */
+  faults?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Scale of simulated waits (LAB_TIME_SCALE; 1 = the lab's short defaults). */
+  timeScale?: number;
+}
+
+export interface LabSession {
+  dir: string;
+  banner: string;
+  endpoints: ApiEndpoints;
+  transportFor(host: HostSpec): Transport;
+  /** A stand-in value for a secret the user has not set (the lab accepts any token). */
+  fakeSecret(ref: SecretRef): string | undefined;
+  retryBaseMs: number;
+  hosts: LabHosts;
+  github: LabGitHub;
+  cloudflare: LabCloudflare;
+  faults: Faults;
+  close(): Promise<void>;
+}
+
+export function labDir(inventory: Inventory): string {
+  return path.join(path.dirname(inventory.file), '.lab');
+}
+
+/** `ssh://git@github.com/owner/repo(.git)`, `git@github.com:owner/repo.git`, `https://github.com/owner/repo` */
+export function githubRepoOf(url: string): { owner: string; repo: string } | null {
+  const m = /github\.com[:/]([^/]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url);
+  return m ? { owner: m[1], repo: m[2] } : null;
+}
+
+/** A connector token is base64 JSON {a: account, t: tunnel id, s: secret} (cloudflared TunnelToken). */
+function tunnelIdOf(token: string): string | null {
+  try {
+    const t = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { t?: unknown };
+    return typeof t.t === 'string' ? t.t : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function startLabSession(inventory: Inventory, opts: LabSessionOptions = {}): Promise<LabSession> {
+  const dir = path.resolve(opts.dir ?? labDir(inventory));
+  fs.mkdirSync(dir, { recursive: true });
+  const faults = new Faults(dir);
+  const spec = opts.faults ?? opts.env?.LAB_FAULTS;
+  if (spec) faults.arm(parseFaults(spec));
+  const timeScale = opts.timeScale ?? (opts.env?.LAB_TIME_SCALE ? Number(opts.env.LAB_TIME_SCALE) : 1);
+
+  const githubDir = path.join(dir, 'github');
+  const githubStore = new Store(githubDir);
+  const [github, cloudflare] = await Promise.all([
+    startLabGitHub({ dir: githubDir, faults, login: inventory.flux.github.owner }),
+    startLabCloudflare({ dir: path.join(dir, 'cloudflare'), faults, zones: [inventory.cluster.domain] }),
+  ]);
+  const hosts = await startLabHosts({
+    dir,
+    hosts: inventory.hosts.map((h) => ({ name: h.name, address: h.address, user: h.user })),
+    faults,
+    timeScale,
+    hooks: {
+      gitRepoPath(url) {
+        const gh = githubRepoOf(url);
+        if (!gh || !findRepo(githubStore.load(), gh.owner, gh.repo)) return null;
+        return githubStore.repoPath(gh.owner, gh.repo);
+      },
+      deployKeys(owner, repo) {
+        return findRepo(githubStore.load(), owner, repo)?.keys.map((k) => k.key) ?? [];
+      },
+      tunnelConnector(token, running) {
+        const id = tunnelIdOf(token);
+        if (!id) return;
+        if (running) cloudflare.connectTunnel(id, token);
+        else cloudflare.disconnectTunnel(id);
+      },
+    },
+  });
+  registerMicrok8s((name, fn, o) => hosts.register(name, fn, { ...o, snap: 'microk8s' }));
+  hosts.onSnap('microk8s', {
+    installed: (inv, channel) => onMicrok8sSnapInstalled(inv.host, inv.world, channel),
+    refreshed: (inv, _from, to) => onMicrok8sSnapRefreshed(inv.host, inv.world, to),
+    removed: (inv) => onMicrok8sSnapRemoved(inv.host, inv.world),
+  });
+
+  const armed = Object.entries(faults.armed());
+  const rel = path.relative(process.cwd(), dir) || '.';
+  const banner = [
+    `LAB: simulated homelab in ${rel}/ (nothing real is touched)`,
+    `     hosts ${inventory.hosts.map((h) => h.name).join(', ')}; GitHub ${github.url}; Cloudflare ${cloudflare.url}`,
+    ...(armed.length ? [`     faults armed: ${armed.map(([k, v]) => `${k}=${v}`).join(', ')}`] : []),
+  ].join('\n');
+
+  let closed: Promise<void> | null = null;
+  return {
+    dir,
+    banner,
+    endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fast: true },
+    transportFor: (h) => hosts.transport(h.name),
+    fakeSecret: (ref) => `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`,
+    retryBaseMs: 20,
+    hosts,
+    github,
+    cloudflare,
+    faults,
+    close: () => (closed ??= Promise.all([hosts.close(), github.close(), cloudflare.close()]).then(() => undefined)),
+  };
+}
