@@ -1,6 +1,7 @@
 // What each command does, once argv is parsed. Heavy pieces (inventory validation, transports,
 // SDKs, listr2) are imported by the commands that need them only.
 import type { CliIo, CliOptions } from '../index.ts';
+import path from 'node:path';
 import { UserError } from '../lib/errors.ts';
 import { redact } from '../lib/redact.ts';
 import { allTasks } from './registry.ts';
@@ -67,8 +68,21 @@ async function status(opts: CliOptions, io: CliIo): Promise<number> {
 
 async function render(opts: CliOptions, io: CliIo): Promise<number> {
   const { loadInventory } = await import('../lib/inventory.ts');
-  loadInventory(opts.inventory);
-  io.out('nothing to render yet: the GitOps templates have not landed (templates/ is empty)');
+  const inventory = loadInventory(opts.inventory);
+  const { renderAndValidate, writeRendered } = await import('../lib/render.ts');
+  // Validation runs before anything is written: a broken template leaves DIR as it was.
+  const rendered = await renderAndValidate(inventory);
+  const report = await writeRendered(opts.out!, rendered.files);
+  const rel = path.relative(io.cwd, opts.out!);
+  const shown = !rel || rel.startsWith('..') ? opts.out! : rel;
+  const [r, v] = [Math.round(rendered.ms.render), Math.round(rendered.ms.validate)];
+  io.out(
+    `rendered ${rendered.files.size} files into ${shown}/ (render ${r} ms, validate ${v} ms): ` +
+      `${report.written.length} written, ${report.unchanged.length} unchanged, ${report.deleted.length} deleted`,
+  );
+  for (const f of report.overwrittenEdits) io.err(`warning: ${f} had been edited by hand; overwritten (the inventory and templates/ are the source)`);
+  for (const f of report.keptEdited) io.err(`warning: ${f} is no longer rendered but was edited by hand; left in place and no longer owned`);
+  for (const f of report.deleted) io.out(`  deleted ${f} (rendered before, not any more)`);
   return 0;
 }
 
