@@ -5,7 +5,7 @@ import { NotImplementedError } from './lib/not-implemented.ts';
 const task: Task = {
   id: 'bootstrap-flux',
   title: 'Publish the GitOps repository and bootstrap Flux',
-  needs: ['enable-addons'],
+  needs: ['create-tunnel', 'seed-monitoring'],
   scope: 'cluster',
   check() {
     throw new NotImplementedError('bootstrap-flux');

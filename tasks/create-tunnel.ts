@@ -5,7 +5,7 @@ import { NotImplementedError } from './lib/not-implemented.ts';
 const task: Task = {
   id: 'create-tunnel',
   title: 'Create the Cloudflare Tunnel, its routes and DNS',
-  needs: ['bootstrap-flux'],
+  needs: ['enable-addons'],
   scope: 'cluster',
   check() {
     throw new NotImplementedError('create-tunnel');

@@ -5,7 +5,7 @@ import { NotImplementedError } from './lib/not-implemented.ts';
 const task: Task = {
   id: 'seed-monitoring',
   title: 'Seed monitoring and the Homepage dashboard',
-  needs: ['bootstrap-flux'],
+  needs: ['enable-addons'],
   scope: 'cluster',
   check() {
     throw new NotImplementedError('seed-monitoring');
