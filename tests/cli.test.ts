@@ -88,7 +88,7 @@ cli(`each of ${badInventories.length} bad inventories: exit 1, file:line:col and
 cli('--json prints exactly one document with the design shape', async () => {
   const dir = workdir();
   const t = io(dir);
-  const code = await main(['check', 'all', '--json'], t.io);
+  const code = await main(['check', 'all', '--json', '--lab'], t.io);
   assert.is(t.out.length, 1);
   const doc = JSON.parse(t.out[0]);
   assert.equal(Object.keys(doc), ['command', 'ok', 'tasks', 'summary']);
@@ -120,16 +120,21 @@ cli('a held lock: exit 1 at once, naming the holder', async () => {
 
 cli('status prints the last run; --failed reruns exactly what failed', async () => {
   const dir = workdir();
+  // A permanent failure of apt-get on both hosts, once each: the first run fails, the rerun works.
   const first = io(dir);
-  await main(['run', 'prepare-host', '--with-deps'], first.io);
+  assert.is(await main(['run', 'prepare-host', '--lab', '--lab-faults', 'fail:apt-get=2'], first.io), 1);
   const s = io(dir);
   assert.is(await main(['status'], s.io), 0);
-  assert.match(s.out.join('\n'), /last run/);
-  assert.match(s.out.join('\n'), /\[node1\] prepare-host: failed: prepare-host is not implemented yet/);
+  const shown = s.out.join('\n');
+  assert.match(shown, /last run \(lab\): tasks run prepare-host/);
+  assert.match(shown, /\[node1\] prepare-host: failed: node1: `.*apt-get.*` exited 1/);
   const again = io(dir);
-  await main(['run', '--failed', '--json'], again.io);
+  assert.is(await main(['run', '--failed', '--json', '--lab'], again.io), 0, again.err.join('\n'));
   const doc = JSON.parse(again.out[0]);
-  assert.equal(doc.tasks.map((x: { task: string; host: string }) => `${x.task}@${x.host}`), ['prepare-host@node1', 'prepare-host@node2']);
+  assert.equal(doc.tasks.map((x: { task: string; host: string; status: string }) => `${x.task}@${x.host}:${x.status}`), ['prepare-host@node1:changed', 'prepare-host@node2:changed']);
+  const none = io(dir);
+  assert.is(await main(['run', '--failed', '--lab'], none.io), 0);
+  assert.match(none.out.join('\n'), /nothing failed in the last run/);
 });
 
 cli.run();
