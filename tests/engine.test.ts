@@ -162,6 +162,48 @@ engine('--host limits host-scoped tasks', async () => {
   assert.equal(result.tasks.map((x) => x.host), ['node2']);
 });
 
+engine('report-only drift: check reports it, run shows it, leaves it alone and calls it converged', async () => {
+  let applied: string[] = [];
+  const t: AnyTask = {
+    id: 'x',
+    title: 'x',
+    needs: [],
+    scope: 'local',
+    check: () => [{ summary: 'node9: in the cluster but not in the inventory (left alone)', reportOnly: true }],
+    apply: async (_ctx, changes) => void (applied = changes.map((c: { summary: string }) => c.summary)),
+  };
+  const dep: AnyTask = { id: 'y', title: 'y', needs: ['x'], scope: 'local', check: () => [], apply: async () => {} };
+  const checked = await run([t, dep], { mode: 'check' });
+  assert.is(checked.result.tasks[0].status, 'drift');
+  const ran = await run([t, dep]);
+  assert.equal(applied, [], 'apply never sees report-only changes');
+  assert.equal(ran.result.tasks.map((o) => `${o.task}:${o.status}`), ['x:ok', 'y:ok']);
+  assert.equal(ran.result.tasks[0].changes, ['node9: in the cluster but not in the inventory (left alone)']);
+  const alone = await run([t, dep], { taskIds: ['y'] });
+  assert.equal(alone.result.tasks.map((o) => `${o.task}:${o.status}`), ['y:ok'], 'report-only drift does not hold a dependent back');
+});
+
+engine('a dropped connection while probing is retried; the run goes on', async () => {
+  const { TransportError } = await import('../tasks/lib/errors.ts');
+  const { CountingTransport } = await import('./helpers/engine-fixtures.ts');
+  let drops = 1;
+  class Flaky extends CountingTransport {
+    reconnects = 0;
+    async exec(script: string, o?: object) {
+      if (drops-- > 0) throw new TransportError(this.host, 'Connection to 192.0.2.1 closed by remote host.', true);
+      return super.exec(script, o);
+    }
+    async reconnect() {
+      this.reconnects++;
+    }
+  }
+  const flaky = new Flaky('node1');
+  const t: AnyTask = { id: 'p', title: 'p', needs: [], scope: 'host', probe: () => ({ v: sh`echo hi` }), check: () => [], apply: async () => {} };
+  const { result } = await run([t], { mode: 'check', transportFor: () => flaky });
+  assert.is(result.tasks[0].status, 'ok');
+  assert.is(flaky.reconnects, 1);
+});
+
 engine.run();
 
 const batching = suite('probe batching');

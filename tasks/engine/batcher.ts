@@ -2,7 +2,10 @@
 // per host per phase, whatever the number of tasks.
 import type { ProbeOutput } from '../lib/task.ts';
 import type { Transport } from '../lib/transport.ts';
+import { TransportError } from '../lib/errors.ts';
 import { buildProbeScript, splitProbeOutput, type ProbeSections } from './probe.ts';
+
+const PROBE_RETRIES = 3;
 
 interface Pending {
   sections: ProbeSections;
@@ -18,7 +21,7 @@ export class ProbeBatcher {
 
   constructor(
     private readonly transport: Transport,
-    private readonly opts: { timeoutMs?: number } = {},
+    private readonly opts: { timeoutMs?: number; retryBaseMs?: number } = {},
   ) {}
 
   /** Resolves with each section's output, keyed as given. */
@@ -42,9 +45,8 @@ export class ProbeBatcher {
       for (const [k, v] of Object.entries(p.sections)) joined[`${i}\u0000${k}`] = v;
     });
     try {
-      this.trips++;
       const { script, nonce } = buildProbeScript(joined);
-      const res = await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs });
+      const res = await this.execRetrying(script);
       if (res.exitCode === 97) throw new Error(`${this.transport.host}: cannot create a temporary file for the probe (mktemp failed): ${res.stderr.trim()}`);
       const split = splitProbeOutput(Object.keys(joined), nonce, res.stdout);
       batch.forEach((p, i) => {
@@ -54,6 +56,20 @@ export class ProbeBatcher {
       });
     } catch (e) {
       batch.forEach((p) => p.reject(e));
+    }
+  }
+
+  /** Probes are read-only, so a dropped connection is simply asked again (bounded). */
+  private async execRetrying(script: string) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.trips++;
+        return await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs });
+      } catch (e) {
+        if (!(e instanceof TransportError && e.transient) || attempt >= PROBE_RETRIES) throw e;
+        await this.transport.reconnect();
+        await new Promise((r) => setTimeout(r, (this.opts.retryBaseMs ?? 500) * 2 ** attempt));
+      }
     }
   }
 }

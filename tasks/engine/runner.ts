@@ -116,7 +116,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   };
   const batcherOf = (name: string): ProbeBatcher => {
     let b = batchers.get(name);
-    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name))));
+    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name), { retryBaseMs: opts.retryBaseMs })));
     return b;
   };
   const slots = new Semaphore(Math.max(1, opts.concurrency));
@@ -162,18 +162,23 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
       await secretsOk.get(u.key);
       const stale = depOutcomes.some((d) => d.status === 'changed');
       let facts = stale ? await gatherFacts(u, opts, batcherOf, transportOf) : await prefetched.get(u.key)!;
-      let changes: Change[] = u.t.check(facts, inv, target(u));
+      const changes: Change[] = u.t.check(facts, inv, target(u));
       const lines = changes.map((c) => redact(c.summary));
       if (changes.length === 0) return { ...base, status: 'ok', changes: [], ms: Date.now() - t0 };
       reporter.plan(u, lines);
-      if (mode === 'check' || u.gate) return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
-      await u.t.apply(applyContext(u, opts, transportOf), changes);
+      if (mode === 'check') return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
+      // In a run, drift that is only to be reported is shown and left alone: it neither holds a
+      // dependent back nor makes the unit "not converged".
+      const todo = changes.filter((c) => !c.reportOnly);
+      if (todo.length === 0) return { ...base, status: 'ok', changes: lines, ms: Date.now() - t0 };
+      if (u.gate) return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
+      await u.t.apply(applyContext(u, opts, transportOf), todo);
       reporter.progress(u, 'verifying');
       facts = await gatherFacts(u, opts, batcherOf, transportOf);
-      changes = u.t.check(facts, inv, target(u));
-      if (changes.length) {
-        const left = changes.map((c) => redact(c.summary));
-        return { ...base, status: 'failed', changes: lines, error: `did not converge: ${left.join('; ')}`, ms: Date.now() - t0 };
+      const left = u.t.check(facts, inv, target(u)).filter((c: Change) => !c.reportOnly);
+      if (left.length) {
+        const words = left.map((c: Change) => redact(c.summary));
+        return { ...base, status: 'failed', changes: lines, error: `did not converge: ${words.join('; ')}`, ms: Date.now() - t0 };
       }
       return { ...base, status: 'changed', changes: lines, ms: Date.now() - t0 };
     } catch (e) {
@@ -183,8 +188,9 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
     }
   };
 
+  const aborted = abortedPromise(opts.signal);
   for (const u of plain) {
-    void interruptible(execute(u), opts.signal, u).then((o) => {
+    void interruptible(execute(u), aborted, u).then((o) => {
       if (!u.gate || o.status !== 'ok') {
         record(o);
         reporter.unitEnd(u, o);
@@ -210,23 +216,16 @@ function orderOutcomes(outcomes: Outcome[], units: Unit[]): Outcome[] {
 }
 
 /** On SIGINT a running unit is reported as interrupted; its command gets the signal from the terminal. */
-function interruptible(p: Promise<Outcome>, signal: AbortSignal | undefined, u: Unit): Promise<Outcome> {
-  if (!signal) return p;
-  return new Promise((resolve) => {
-    const onAbort = () => resolve({ task: u.task, host: u.host, status: 'failed', changes: [], error: 'interrupted (SIGINT) while running', ms: 0 });
-    if (signal.aborted) {
-      p.then(resolve, () => onAbort());
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (o) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(o);
-      },
-      () => onAbort(),
-    );
-  });
+function interruptible(p: Promise<Outcome>, aborted: Promise<void> | null, u: Unit): Promise<Outcome> {
+  const interrupted = (): Outcome => ({ task: u.task, host: u.host, status: 'failed', changes: [], error: 'interrupted (SIGINT) while running', ms: 0 });
+  if (!aborted) return p;
+  return Promise.race([p, aborted.then(interrupted)]).catch(interrupted);
+}
+
+/** One listener for the whole run, however many units race against it. */
+function abortedPromise(signal: AbortSignal | undefined): Promise<void> | null {
+  if (!signal) return null;
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
 }
 
 const target = (u: Unit): Target => ({ host: u.spec });

@@ -12,6 +12,11 @@ export type Scope = 'host' | 'cluster' | 'local';
 export interface Change {
   /** e.g. `addon metallb: disabled -> enabled (192.168.1.240-192.168.1.250)` */
   summary: string;
+  /**
+   * Drift that `run` must not touch (a node the inventory does not know, an addon nobody listed):
+   * `check` reports it, `run` shows it and leaves it alone, and it never counts as not converged.
+   */
+  reportOnly?: boolean;
 }
 
 /** What one probe command printed on the host. */
@@ -41,6 +46,8 @@ export interface ProbeContext {
 export interface Apis {
   github(): Promise<import('@octokit/rest').Octokit>;
   cloudflare(): Promise<import('cloudflare').default>;
+  /** Where Flux's release assets are downloaded from (unset: github.com); the lab serves its own. */
+  fluxReleasesUrl?: string;
 }
 
 export interface Secrets {
