@@ -1,18 +1,92 @@
-// Seed monitoring and the Homepage dashboard
-import type { Task } from './lib/task.ts';
-import { NotImplementedError } from './lib/not-implemented.ts';
+// Seed monitoring and the Homepage dashboard (issue 7). The rendered repository deploys
+// kube-prometheus-stack with `grafana.admin.existingSecret: grafana-admin`
+// (templates/monitoring/controllers/kube-prometheus-stack/release.yaml.hbs); that Secret, the one
+// piece never rendered, is made here from `monitoring.grafana.adminPassword`.
+// What I look at: namespace `monitoring`; the Secret's keys (read into memory only, compared with
+// the inventory's secret; no value reaches the facts).
+// What I compare: the Secret with `admin` and the password.
+// What I change: the namespace (if absent; Flux adopts it) and the Secret, applied through stdin.
+// Whether monitoring and Homepage are Ready is bootstrap-flux's to wait for and report: it runs
+// after this task and owns every Kustomization. Reporting it here too would hold bootstrap-flux back
+// whenever a fix needs a new render, which only bootstrap-flux publishes.
+import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
+import { UserError } from './lib/errors.ts';
+import { applyObjects, exists, namespaceObject, parseExists, readSecret, secretObject, type KubeObject } from './lib/kube.ts';
 
-const task: Task = {
+export const GRAFANA_ADMIN = { namespace: 'monitoring', secret: 'grafana-admin', userKey: 'admin-user', passwordKey: 'admin-password', user: 'admin' } as const;
+
+export interface MonitoringRead {
+  secret: 'missing' | 'stale' | 'current';
+}
+
+export type MonitoringChange = Change &
+  (
+    | { kind: 'namespace' }
+    | { kind: 'secret' }
+    | { kind: 'blocked' }
+  );
+
+// ---- what I look at --------------------------------------------------------------------------------
+
+function probe() {
+  return {
+    namespace: exists('namespace', GRAFANA_ADMIN.namespace),
+  };
+}
+
+async function read(ctx: ReadContext): Promise<MonitoringRead> {
+  const [password, current] = await Promise.all([
+    ctx.secrets.get(ctx.inventory.monitoring.grafana.adminPassword),
+    readSecret(ctx.transport!, GRAFANA_ADMIN.namespace, GRAFANA_ADMIN.secret, [GRAFANA_ADMIN.passwordKey]),
+  ]);
+  if (!current) return { secret: 'missing' };
+  const same = current[GRAFANA_ADMIN.userKey] === GRAFANA_ADMIN.user && current[GRAFANA_ADMIN.passwordKey] === password;
+  return { secret: same ? 'current' : 'stale' };
+}
+
+// ---- what I compare --------------------------------------------------------------------------------
+
+function check(facts: Facts<MonitoringRead>): MonitoringChange[] {
+  const changes: MonitoringChange[] = [];
+  const { namespace: ns, secret } = GRAFANA_ADMIN;
+  const namespace = parseExists(facts.probe.namespace);
+  if (typeof namespace === 'object') changes.push({ kind: 'blocked', summary: `cluster: cannot read namespace ${ns} (${namespace.error})` });
+  else if (!namespace) changes.push({ kind: 'namespace', summary: `namespace ${ns}: missing -> created` });
+  if (facts.read.secret !== 'current') {
+    const what = facts.read.secret === 'missing' ? 'missing' : 'stale (monitoring.grafana.adminPassword changed)';
+    changes.push({ kind: 'secret', summary: `Secret ${ns}/${secret}: ${what} -> current password` });
+  }
+  return changes;
+}
+
+// ---- what I change ---------------------------------------------------------------------------------
+
+async function apply(ctx: ApplyContext, changes: MonitoringChange[]): Promise<void> {
+  const blocked = changes.filter((c) => c.kind === 'blocked');
+  if (blocked.length) throw new UserError(`nothing was changed, because:\n  ${blocked.map((c) => c.summary).join('\n  ')}`);
+  const { namespace, secret, userKey, passwordKey, user } = GRAFANA_ADMIN;
+  const objects: KubeObject[] = [];
+  if (changes.some((c) => c.kind === 'namespace')) objects.push(namespaceObject(namespace));
+  if (changes.some((c) => c.kind === 'secret')) {
+    const password = await ctx.secrets.get(ctx.inventory.monitoring.grafana.adminPassword);
+    objects.push(secretObject(namespace, secret, { [userKey]: user, [passwordKey]: password }));
+  }
+  if (objects.length) {
+    ctx.progress(`applying ${objects.map((o) => `${o.kind} ${o.metadata.name}`).join(', ')}`);
+    await applyObjects(ctx, objects);
+  }
+}
+
+const task: Task<MonitoringChange, MonitoringRead> = {
   id: 'seed-monitoring',
   title: 'Seed monitoring and the Homepage dashboard',
   needs: ['enable-addons'],
   scope: 'cluster',
-  check() {
-    throw new NotImplementedError('seed-monitoring');
-  },
-  async apply() {
-    throw new NotImplementedError('seed-monitoring');
-  },
+  secrets: (inv) => [inv.monitoring.grafana.adminPassword],
+  probe,
+  read,
+  check,
+  apply,
 };
 
 export default task;
