@@ -141,7 +141,8 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   reporter.start(mode, plain.filter((u) => !u.gate));
 
   const execute = async (u: Unit): Promise<Outcome> => {
-    const depOutcomes = await Promise.all(u.deps.map((d) => d.done));
+    // A check changes nothing, so nothing waits: every unit compares its (prefetched) facts at once.
+    const depOutcomes = mode === 'check' ? [] : await Promise.all(u.deps.map((d) => d.done));
     const t0 = Date.now();
     const base = { task: u.task, host: u.host };
     if (opts.signal?.aborted) return { ...base, status: 'skipped', changes: [], error: 'interrupted before it started', ms: 0 };
@@ -252,15 +253,17 @@ async function gatherFacts(
   batcherOf: (n: string) => ProbeBatcher,
   transportOf: (n: string) => Transport,
 ): Promise<Facts<unknown>> {
-  let probe: Record<string, ProbeOutput> = {};
+  let probe: Promise<Record<string, ProbeOutput>> = Promise.resolve({});
   if (u.t.probe && u.spec) {
     const sections = u.t.probe({ inventory: opts.inventory, host: u.spec });
     const texts: Record<string, string> = {};
     for (const [k, v] of Object.entries(sections)) texts[k] = (v as Raw).text;
-    probe = await batcherOf(u.spec.name).request(texts);
+    probe = batcherOf(u.spec.name).request(texts);
   }
-  const read = u.t.read ? await u.t.read(readContext(u, opts, transportOf)) : undefined;
-  return { probe, read };
+  // The shell round trip and the API reads (and the SDK imports they pay for) overlap.
+  const read = u.t.read ? u.t.read(readContext(u, opts, transportOf)) : Promise.resolve(undefined);
+  const [p, r] = await Promise.all([probe, read]);
+  return { probe: p, read: r };
 }
 
 function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport): ApplyContext {

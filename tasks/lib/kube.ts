@@ -122,6 +122,9 @@ export async function readSecret(
 ): Promise<Record<string, string> | null> {
   const cmd = getJson('secret', name, namespace);
   const res = await transport.exec(cmd.text, { sudo: true });
+  // Before MicroK8s is installed (a fresh host, `check all` before the first run) there is no
+  // cluster and so no Secret: that is drift to report, not a failure of the check.
+  if (res.exitCode === 127) return null;
   const r = parseGet<{ data?: Record<string, string> }>({ stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode });
   if (r.state === 'absent') return null;
   if (r.state !== 'found') {
