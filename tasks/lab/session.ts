@@ -14,6 +14,7 @@ import { onMicrok8sSnapInstalled, onMicrok8sSnapRefreshed, onMicrok8sSnapRemoved
 import { startLabGitHub, type LabGitHub } from './github.ts';
 import { findRepo, Store } from './github-store.ts';
 import { startLabCloudflare, type LabCloudflare } from './cloudflare.ts';
+import { startLabFluxReleases, type LabFluxReleases } from './flux-release.ts';
 
 export interface LabSessionOptions {
   /** Default: `.lab/` beside the inventory. */
@@ -36,6 +37,7 @@ export interface LabSession {
   hosts: LabHosts;
   github: LabGitHub;
   cloudflare: LabCloudflare;
+  fluxReleases: LabFluxReleases;
   faults: Faults;
   close(): Promise<void>;
 }
@@ -70,9 +72,10 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
 
   const githubDir = path.join(dir, 'github');
   const githubStore = new Store(githubDir);
-  const [github, cloudflare] = await Promise.all([
+  const [github, cloudflare, fluxReleases] = await Promise.all([
     startLabGitHub({ dir: githubDir, faults, login: inventory.flux.github.owner }),
     startLabCloudflare({ dir: path.join(dir, 'cloudflare'), faults, zones: [inventory.cluster.domain] }),
+    startLabFluxReleases(),
   ]);
   const hosts = await startLabHosts({
     dir,
@@ -115,14 +118,15 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   return {
     dir,
     banner,
-    endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fast: true },
+    endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fluxReleasesUrl: fluxReleases.url, fast: true },
     transportFor: (h) => hosts.transport(h.name),
     fakeSecret: (ref) => `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`,
     retryBaseMs: 20,
     hosts,
     github,
     cloudflare,
+    fluxReleases,
     faults,
-    close: () => (closed ??= Promise.all([hosts.close(), github.close(), cloudflare.close()]).then(() => undefined)),
+    close: () => (closed ??= Promise.all([hosts.close(), github.close(), cloudflare.close(), fluxReleases.close()]).then(() => undefined)),
   };
 }

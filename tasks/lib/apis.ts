@@ -6,6 +6,8 @@ import type { Apis, Secrets } from './task.ts';
 export interface ApiEndpoints {
   githubUrl?: string;
   cloudflareUrl?: string;
+  /** Flux's release downloads (default https://github.com/fluxcd/flux2/releases/download). */
+  fluxReleasesUrl?: string;
   /** Retry budget for 429/5xx (the SDKs' own retry loops; we bound them). */
   retries?: number;
   /** The lab: no client-side write spacing (GitHub asks for 1 s between writes) and short retry waits. */
@@ -17,6 +19,7 @@ export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = 
   let cf: Promise<import('cloudflare').default> | undefined;
   const retries = ep.retries ?? 4;
   return {
+    fluxReleasesUrl: ep.fluxReleasesUrl,
     github: () =>
       (gh ??= (async () => {
         const token = await secrets.get(inv.flux.github.token);
@@ -30,9 +33,10 @@ export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = 
           auth: token,
           baseUrl: ep.githubUrl,
           userAgent: 'homelab-tasks',
-          request: { retries },
           // 409 "Git Repository is empty." and 422s are answers, not hiccups: retrying them only waits.
-          retry: { doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], ...(ep.fast ? { retryAfterBaseValue: 50 } : {}) },
+          // The budget goes here, not in `request.retries`: plugin-retry retries any failed request
+          // that carries `request.retries`, doNotRetry or not (wrap-request.js).
+          retry: { retries, doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], ...(ep.fast ? { retryAfterBaseValue: 50 } : {}) },
           log: { debug() {}, info() {}, warn() {}, error() {} },
           throttle: {
             enabled: !ep.fast,
