@@ -49,6 +49,8 @@ interface Unit extends UnitInfo {
   gate: boolean;
   /** Settles when the unit has its outcome; dependents wait on it. */
   done: Promise<Outcome>;
+  /** This unit or one of its ancestors changed something in this run: facts gathered up front are stale. */
+  changedUpstream?: boolean;
   settle(o: Outcome): void;
 }
 
@@ -161,7 +163,9 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
     try {
       reporter.unitStart(u);
       await secretsOk.get(u.key);
-      const stale = depOutcomes.some((d) => d.status === 'changed');
+      // Transitively, not just direct needs: install-microk8s changing a host leaves join-nodes `ok`
+      // on a single-node cluster, yet enable-addons' up-front facts predate the install.
+      const stale = mode === 'run' && u.deps.some((d, i) => depOutcomes[i].status === 'changed' || d.changedUpstream);
       let facts = stale ? await gatherFacts(u, opts, batcherOf, transportOf) : await prefetched.get(u.key)!;
       const changes: Change[] = u.t.check(facts, inv, target(u));
       const lines = changes.map((c) => redact(c.summary));
@@ -192,6 +196,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   const aborted = abortedPromise(opts.signal);
   for (const u of plain) {
     void interruptible(execute(u), aborted, u).then((o) => {
+      u.changedUpstream = o.status === 'changed' || u.deps.some((d) => d.changedUpstream);
       if (!u.gate || o.status !== 'ok') {
         record(o);
         reporter.unitEnd(u, o);
