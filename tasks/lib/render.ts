@@ -3,7 +3,9 @@
 // template (`clusters/{{cluster.name}}`), and every other file is copied as it is (Grafana
 // dashboards and Prometheus rules are full of `{{ ... }}` that are theirs, not ours).
 // Pure with respect to the filesystem except for reading templates/.
-import { readdir, readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from './errors.ts';
@@ -135,13 +137,31 @@ export interface CheckedRender extends Rendered {
   ms: { render: number; validate: number };
 }
 
+/**
+ * A tree that validated once validates again: the result is kept under `.tasks/cache/validated/`
+ * beside the inventory, keyed by the tree's content and the validator's own source, so a converged
+ * check does not rebuild every kustomization (kubectl and yamllint cost seconds).
+ */
+async function validatedKey(files: Map<string, string>): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of ['render-validate.ts', 'render-schema.ts']) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
+  for (const [p, c] of files) h.update(`${p}\0${c}\0`);
+  return h.digest('hex');
+}
+
 /** Render, then validate; throws RenderError listing every problem, so nothing broken is published. */
 export async function renderAndValidate(inv: Inventory, opts: RenderOptions & ValidateOptions = {}): Promise<CheckedRender> {
   const t0 = performance.now();
   const rendered = await renderRepository(inv, opts);
   const t1 = performance.now();
+  const marker = path.join(path.dirname(inv.file), '.tasks', 'cache', 'validated', await validatedKey(rendered.files));
+  if (existsSync(marker)) return { ...rendered, ms: { render: t1 - t0, validate: performance.now() - t1 } };
   const problems = await validateRendered(rendered.files, opts);
   const t2 = performance.now();
+  if (problems.length === 0) {
+    await mkdir(path.dirname(marker), { recursive: true });
+    await writeFile(marker, '');
+  }
   if (problems.length) {
     throw new RenderError(
       `the rendered repository does not validate (${problems.length} problem${problems.length === 1 ? '' : 's'}); nothing was published:\n` +
