@@ -45,6 +45,7 @@ cli('every option the help of run and check names is accepted by the parser', as
       const t = io(tmp());
       const args = [cmd, '--help', f];
       if (['--host', '--concurrency', '--inventory', '--lab-faults'].includes(f)) args.push('1');
+      if (f === '--report') args.push('github');
       assert.is(await main(args, t.io), 0, `${cmd} ${f}: ${t.err.join(' ')}`);
     }
   }
