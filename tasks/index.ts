@@ -51,6 +51,11 @@ what \`run\` would change. Changes nothing anywhere. Exit 0 converged, 2 drift, 
 Options:
   --json                print one JSON document on stdout and nothing else there
   --quiet               print nothing when everything is converged (for cron)
+  --report github       keep one issue labelled drift open in the GitOps repository while the
+                        check finds drift or fails; edited when that changes, a comment at most
+                        daily, closed once converged. With \`check all\` only; never changes the
+                        exit code. scripts/install-cron.ts adds it when the inventory says
+                        drift.report: github (the inventory alone never makes check write)
   --host NAME           limit host-scoped tasks to this host (repeatable)
   --concurrency N       at most N tasks at once (default 8)
   --verbose             plain line output
@@ -80,6 +85,9 @@ export interface CliIo extends Output {
   isTTY: boolean;
   cwd: string;
   signal?: AbortSignal;
+  /** With --lab: called with the lab the command runs against, so tests can read what it recorded
+   *  (every host command's argv, every API request) before the command closes it. */
+  onLab?(lab: import('./lab/session.ts').LabSession): void;
 }
 
 export interface CliOptions {

@@ -117,6 +117,9 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   } else {
     taskIds = selectTasks(graph, opts.words, opts.withDeps);
   }
+  // The issue speaks for the whole homelab: a partial check closing it would hide the rest's drift.
+  if (opts.report && (taskIds.length !== graph.tasks.length || opts.hosts.length))
+    throw new UserError(`--report ${opts.report} goes with \`check all\` and no --host: the issue describes the whole homelab`);
 
   const color = io.isTTY && !io.env.NO_COLOR;
   const reporter = await makeReporter(opts, io, color);
@@ -131,7 +134,8 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
       const { startLabSession } = await import('../lab/session.ts');
       const lab = await startLabSession(inventory, { faults: opts.labFaults ?? io.env.LAB_FAULTS, env: io.env });
       cleanups.push(() => lab.close());
-      if (!opts.json) io.out(lab.banner);
+      io.onLab?.(lab);
+      if (!opts.json && !opts.quiet) io.out(lab.banner);
       const secrets = createSecrets(inventory, { env: io.env, fallback: lab.fakeSecret });
       env = { secrets, apis: createApis(inventory, secrets, lab.endpoints), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
     } else {
@@ -161,6 +165,11 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
       onOutcome: (o) => journal.update(o),
     });
     journal.finish(result.ok, result.summary, result.tasks, !!result.interrupted);
+    if (opts.report === 'github') {
+      const { sendDriftReport } = await import('./report-github.ts');
+      const silent = opts.json || (opts.quiet && exitCode(result) === 0);
+      await sendDriftReport({ inventory, apis: env.apis, result, say: silent ? () => {} : io.out, warn: io.err });
+    }
     if (opts.json) {
       const doc = { command: result.command, ok: result.ok, tasks: result.tasks, summary: result.summary };
       io.out(redact(JSON.stringify(doc)));
