@@ -37,7 +37,7 @@ function probe() {
 async function read(ctx: ReadContext): Promise<MonitoringRead> {
   const [password, current] = await Promise.all([
     ctx.secrets.get(ctx.inventory.monitoring.grafana.adminPassword),
-    readSecret(ctx.transport!, GRAFANA_ADMIN.namespace, GRAFANA_ADMIN.secret, [GRAFANA_ADMIN.passwordKey]),
+    readSecret(ctx, GRAFANA_ADMIN.namespace, GRAFANA_ADMIN.secret, [GRAFANA_ADMIN.passwordKey]),
   ]);
   if (!current) return { secret: 'missing' };
   const same = current[GRAFANA_ADMIN.userKey] === GRAFANA_ADMIN.user && current[GRAFANA_ADMIN.passwordKey] === password;

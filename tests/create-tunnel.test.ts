@@ -232,6 +232,7 @@ function readContext(cf: Cloudflare): ReadContext {
     secrets: { get: () => Promise.reject(new Error('not used')) },
     transport,
     transportFor: () => transport,
+    probe: async (sections) => Object.fromEntries(Object.keys(sections).map((k) => [k, { stdout: '', stderr: '', exitCode: 0 }])),
     signal: new AbortController().signal,
   };
 }

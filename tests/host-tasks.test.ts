@@ -491,6 +491,7 @@ function recorder(i: Inventory, host: HostSpec, answer: (script: string, host: s
     secrets: { get: () => Promise.reject(new Error('no')) },
     transport,
     transportFor: () => transport,
+    probe: () => Promise.reject(new Error('apply does not probe')),
     signal: new AbortController().signal,
     run: (s, o) => exec(host.name, s, o),
     runOn: exec,

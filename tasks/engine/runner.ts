@@ -51,6 +51,8 @@ interface Unit extends UnitInfo {
   done: Promise<Outcome>;
   /** This unit or one of its ancestors changed something in this run: facts gathered up front are stale. */
   changedUpstream?: boolean;
+  /** It has a slot and is checking or applying (what SIGINT interrupts, as opposed to holds back). */
+  running?: boolean;
   settle(o: Outcome): void;
 }
 
@@ -161,6 +163,8 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
     }
     const release = await slots.acquire();
     try {
+      if (opts.signal?.aborted) return { ...base, status: 'skipped', changes: [], error: 'interrupted before it started', ms: 0 };
+      u.running = true;
       reporter.unitStart(u);
       await secretsOk.get(u.key);
       // Transitively, not just direct needs: install-microk8s changing a host leaves join-nodes `ok`
@@ -177,7 +181,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
       const todo = changes.filter((c) => !c.reportOnly);
       if (todo.length === 0) return { ...base, status: 'ok', changes: lines, ms: Date.now() - t0 };
       if (u.gate) return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
-      await u.t.apply(applyContext(u, opts, transportOf), todo);
+      await u.t.apply(applyContext(u, opts, transportOf, batcherOf), todo);
       reporter.progress(u, 'verifying');
       facts = await gatherFacts(u, opts, batcherOf, transportOf);
       const left = u.t.check(facts, inv, target(u)).filter((c: Change) => !c.reportOnly);
@@ -221,9 +225,14 @@ function orderOutcomes(outcomes: Outcome[], units: Unit[]): Outcome[] {
   return [...outcomes].sort((a, b) => (index.get(`${a.task}@${a.host ?? '-'}`) ?? 0) - (index.get(`${b.task}@${b.host ?? '-'}`) ?? 0));
 }
 
-/** On SIGINT a running unit is reported as interrupted; its command gets the signal from the terminal. */
+/** On SIGINT a running unit is reported as interrupted (failed: `run --failed` redoes it); one that
+ *  was waiting for its dependencies or a slot never started, and says so (skipped), so the report
+ *  names exactly what was cut off. Its command gets the signal from the terminal. */
 function interruptible(p: Promise<Outcome>, aborted: Promise<void> | null, u: Unit): Promise<Outcome> {
-  const interrupted = (): Outcome => ({ task: u.task, host: u.host, status: 'failed', changes: [], error: 'interrupted (SIGINT) while running', ms: 0 });
+  const interrupted = (): Outcome =>
+    u.running
+      ? { task: u.task, host: u.host, status: 'failed', changes: [], error: 'interrupted (SIGINT) while running', ms: 0 }
+      : { task: u.task, host: u.host, status: 'skipped', changes: [], error: 'interrupted before it started', ms: 0 };
   if (!aborted) return p;
   return Promise.race([p, aborted.then(interrupted)]).catch(interrupted);
 }
@@ -240,8 +249,14 @@ async function ensureSecrets(u: Unit, opts: EngineOptions): Promise<void> {
   for (const ref of u.t.secrets?.(opts.inventory) ?? []) await opts.secrets.get(ref);
 }
 
-function readContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport): ReadContext {
+function readContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport, batcherOf: (n: string) => ProbeBatcher): ReadContext {
   return {
+    probe: (sections) => {
+      if (!u.spec) return Promise.reject(new Error(`task ${u.task} has no host to probe`));
+      const texts: Record<string, string> = {};
+      for (const [k, v] of Object.entries(sections)) texts[k] = v.text;
+      return batcherOf(u.spec.name).request(texts);
+    },
     inventory: opts.inventory,
     target: target(u),
     apis: opts.apis,
@@ -266,12 +281,12 @@ async function gatherFacts(
     probe = batcherOf(u.spec.name).request(texts);
   }
   // The shell round trip and the API reads (and the SDK imports they pay for) overlap.
-  const read = u.t.read ? u.t.read(readContext(u, opts, transportOf)) : Promise.resolve(undefined);
+  const read = u.t.read ? u.t.read(readContext(u, opts, transportOf, batcherOf)) : Promise.resolve(undefined);
   const [p, r] = await Promise.all([probe, read]);
   return { probe: p, read: r };
 }
 
-function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport): ApplyContext {
+function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => Transport, batcherOf: (n: string) => ProbeBatcher): ApplyContext {
   const runOn = async (hostName: string, script: Raw, ro: RunOptions = {}): Promise<ExecResult> => {
     const tr = transportOf(hostName);
     const text = script.text;
@@ -279,6 +294,8 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
     const patterns = [...TRANSIENT, ...(ro.transient ?? [])];
     const retries = ro.retries ?? 5;
     for (let attempt = 0; ; attempt++) {
+      // The unit is already reported interrupted: its apply must not go on changing the host.
+      if (opts.signal?.aborted) throw new UserError(`interrupted (SIGINT) before running: ${redact(firstLine(text))}`);
       let res: ExecResult;
       try {
         res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs });
@@ -303,7 +320,7 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
     }
   };
   return {
-    ...readContext(u, opts, transportOf),
+    ...readContext(u, opts, transportOf, batcherOf),
     run: (script, ro) => {
       if (!u.spec) throw new Error(`task ${u.task} has no host to run commands on`);
       return runOn(u.spec.name, script, ro);

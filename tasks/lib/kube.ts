@@ -5,8 +5,7 @@
 import { CommandError } from './errors.ts';
 import { registerSecret } from './redact.ts';
 import { sh, type Raw } from './shell.ts';
-import type { ApplyContext, ProbeOutput } from './task.ts';
-import type { Transport } from './transport.ts';
+import type { ApplyContext, ProbeOutput, ReadContext } from './task.ts';
 
 /** Who owns the fields the tasks apply (server-side apply's field manager). */
 export const FIELD_MANAGER = 'homelab';
@@ -115,13 +114,13 @@ export function readiness(o: KubeObject & { status?: unknown }): { ready: boolea
  * would mask that word in every line the tool prints.
  */
 export async function readSecret(
-  transport: Transport,
+  ctx: Pick<ReadContext, 'probe' | 'target'>,
   namespace: string,
   name: string,
   secretKeys: string[],
 ): Promise<Record<string, string> | null> {
-  const cmd = getJson('secret', name, namespace);
-  const res = await transport.exec(cmd.text, { sudo: true });
+  // Through the probe batch: the Secret costs no round trip of its own (call it before awaiting).
+  const res = (await ctx.probe({ secret: getJson('secret', name, namespace) })).secret;
   // Before MicroK8s is installed (a fresh host, `check all` before the first run) there is no
   // cluster and so no Secret: that is drift to report, not a failure of the check.
   if (res.exitCode === 127) return null;
@@ -129,7 +128,7 @@ export async function readSecret(
   if (r.state === 'absent') return null;
   if (r.state !== 'found') {
     const why = r.state === 'error' ? r.message : 'Secrets are not served';
-    throw new CommandError(transport.host, `microk8s kubectl get secret ${name} -n ${namespace}`, res.exitCode, why);
+    throw new CommandError(ctx.target.host?.name ?? 'cluster', `microk8s kubectl get secret ${name} -n ${namespace}`, res.exitCode, why);
   }
   const data: Record<string, string> = {};
   for (const [k, v] of Object.entries(r.object.data ?? {})) {

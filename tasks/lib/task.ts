@@ -64,6 +64,11 @@ export interface ReadContext {
   transport: Transport | null;
   /** All hosts' transports, for cluster tasks that must look at more than the first node. */
   transportFor(hostName: string): Transport;
+  /**
+   * Read-only shell on the target host, joined with every other probe due there: called before
+   * `read` first awaits, it rides in the same round trip as the task's `probe`.
+   */
+  probe(sections: Record<string, Raw>): Promise<Record<string, ProbeOutput>>;
   signal: AbortSignal;
 }
 
