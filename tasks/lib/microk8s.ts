@@ -2,7 +2,12 @@
 // yaml`, `snap list`, `microk8s kubectl get nodes -o json`, `microk8s add-node --format json`, and
 // the outputs `join` fails with. Pure functions of recorded output: the checks and their tests use
 // them with no host at all.
-import YAML from 'yaml';
+import { createRequire } from 'node:module';
+
+// `yaml` is loaded on first use, not at import: `tasks list` and `--help` import every task module
+// and must not pay for a parser they never run (by then a run has loaded it for the inventory).
+let yamlParse: ((text: string) => unknown) | undefined;
+const parseYaml = (text: string): unknown => (yamlParse ??= (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse)(text);
 import type { HostSpec, Inventory, Role } from './inventory-types.ts';
 import type { ProbeOutput } from './task.ts';
 
@@ -44,7 +49,7 @@ export function parseStatus(out: ProbeOutput): Microk8sStatus {
   if (/microk8s is not running, try microk8s start/.test(text)) return { state: 'not-running', message: 'microk8s is stopped (microk8s start)' };
   let doc: unknown;
   try {
-    doc = YAML.parse(out.stdout);
+    doc = parseYaml(out.stdout);
   } catch {
     return { state: 'unreadable', text: text.trim() };
   }
