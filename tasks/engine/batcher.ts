@@ -3,7 +3,7 @@
 import type { ProbeOutput } from '../lib/task.ts';
 import type { Transport } from '../lib/transport.ts';
 import { TransportError } from '../lib/errors.ts';
-import { buildProbeScript, splitProbeOutput, type ProbeSections } from './probe.ts';
+import { buildProbeScript, splitProbeOutput, unfinishedSection, type ProbeSections } from './probe.ts';
 
 const PROBE_RETRIES = 3;
 
@@ -44,9 +44,11 @@ export class ProbeBatcher {
     batch.forEach((p, i) => {
       for (const [k, v] of Object.entries(p.sections)) joined[`${i}\u0000${k}`] = v;
     });
+    const seen = { text: '' };
+    let frame: { script: string; nonce: string } | undefined;
     try {
-      const { script, nonce } = buildProbeScript(joined);
-      const res = await this.execRetrying(script);
+      const { script, nonce } = (frame = buildProbeScript(joined));
+      const res = await this.execRetrying(script, seen);
       if (res.exitCode === 97) throw new Error(`${this.transport.host}: cannot create a temporary file for the probe (mktemp failed): ${res.stderr.trim()}`);
       const split = splitProbeOutput(Object.keys(joined), nonce, res.stdout);
       batch.forEach((p, i) => {
@@ -55,16 +57,24 @@ export class ProbeBatcher {
         p.resolve(mine);
       });
     } catch (e) {
-      batch.forEach((p) => p.reject(e));
+      // "timed out after 2s running: __e=$(mktemp)" names the wrapper; say which probe command hung.
+      const hung = frame && e instanceof TransportError && !e.transient ? hungSection(joined, frame.nonce, seen.text) : null;
+      const err =
+        hung && e instanceof TransportError
+          ? new TransportError(e.host, `${e.message.slice(e.host.length + 2).replace(/ running: .*$/s, '')} in a probe, running: ${hung}`)
+          : e;
+      batch.forEach((p) => p.reject(err));
     }
   }
 
-  /** Probes are read-only, so a dropped connection is simply asked again (bounded). */
-  private async execRetrying(script: string) {
+  /** Probes are read-only, so a dropped connection is simply asked again (bounded). `seen` holds
+   *  what the last attempt printed so far, to name the command a timed-out probe was stuck in. */
+  private async execRetrying(script: string, seen: { text: string }) {
     for (let attempt = 0; ; attempt++) {
       try {
         this.trips++;
-        return await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs });
+        seen.text = '';
+        return await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs, onOutput: (chunk) => (seen.text += chunk) });
       } catch (e) {
         if (!(e instanceof TransportError && e.transient) || attempt >= PROBE_RETRIES) throw e;
         await this.transport.reconnect();
@@ -72,4 +82,13 @@ export class ProbeBatcher {
       }
     }
   }
+}
+
+
+/** The first line of the probe command that started and never finished, from the output so far. */
+function hungSection(sections: ProbeSections, nonce: string, stdout: string): string | null {
+  const key = unfinishedSection(Object.keys(sections), nonce, stdout);
+  if (key === null) return null;
+  const first = sections[key].trim().split('\n')[0];
+  return first.length > 120 ? `${first.slice(0, 119)}…` : first;
 }

@@ -52,3 +52,13 @@ export function splitProbeOutput(keys: string[], nonce: string, stdout: string):
   });
   return out;
 }
+
+/** The key of the section that had started and not finished when the output stopped (a command
+ *  that hung until the timeout), or null. */
+export function unfinishedSection(keys: string[], nonce: string, stdout: string): string | null {
+  for (let i = keys.length - 1; i >= 0; i--) {
+    if (!stdout.includes(`@@${nonce}:${i}:out@@`)) continue;
+    return stdout.includes(`@@${nonce}:${i}:rc@@`) ? null : keys[i];
+  }
+  return null;
+}

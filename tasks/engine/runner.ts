@@ -295,7 +295,7 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
     const retries = ro.retries ?? 5;
     for (let attempt = 0; ; attempt++) {
       // The unit is already reported interrupted: its apply must not go on changing the host.
-      if (opts.signal?.aborted) throw new UserError(`interrupted (SIGINT) before running: ${redact(firstLine(text))}`);
+      if (opts.signal?.aborted) throw new UserError(`interrupted (SIGINT) before running: ${firstLine(redact(text))}`);
       let res: ExecResult;
       try {
         res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs });
@@ -316,7 +316,8 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
         await backoff(attempt, opts.retryBaseMs);
         continue;
       }
-      throw new CommandError(hostName, redact(firstLine(text)), res.exitCode, redact(res.stderr || res.stdout));
+      // Redact, then shorten: a secret cut in half by the shortening would no longer be recognised.
+      throw new CommandError(hostName, firstLine(redact(text)), res.exitCode, redact(res.stderr || res.stdout));
     }
   };
   return {

@@ -3,6 +3,8 @@
 //   github:500 github:429 cloudflare:500 cloudflare:429   the next N API requests fail that way
 //   snap:change-in-progress apt:lock ssh:drop              the next N matching commands fail so
 //   hang:<command>   fail:<command>                        the next N runs of <command> hang / fail
+//                    (a hang lasts until the command's timeout; LAB_COMMAND_TIMEOUT=SECONDS caps
+//                    every timeout in the lab, so it shows in seconds)
 // Each lab component asks `take(name)` at the point where the real failure would happen; a fault
 // is consumed when taken, so "=2" means exactly two failures, then success (how retries are tested).
 // Counters live in the state directory so they hold across the processes of one lab.

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { HostSpec, Inventory, SecretRef } from '../lib/inventory-types.ts';
 import type { ApiEndpoints } from '../lib/apis.ts';
 import type { Transport } from '../lib/transport.ts';
+import { UserError } from '../lib/errors.ts';
 import { Faults, parseFaults } from './faults.ts';
 import { startLabHosts, type LabHosts } from './hosts/server.ts';
 import { onMicrok8sSnapInstalled, onMicrok8sSnapRefreshed, onMicrok8sSnapRemoved, registerMicrok8s } from './hosts/microk8s.ts';
@@ -24,6 +25,9 @@ export interface LabSessionOptions {
   env?: NodeJS.ProcessEnv;
   /** Scale of simulated waits (LAB_TIME_SCALE; 1 = the lab's short defaults). */
   timeScale?: number;
+  /** Cap, in seconds, on every host command's timeout (LAB_COMMAND_TIMEOUT; default: none), so
+   *  that a `hang:` fault shows the timeout error in seconds. */
+  commandTimeoutS?: number;
 }
 
 export interface LabSession {
@@ -69,6 +73,8 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   const spec = opts.faults ?? opts.env?.LAB_FAULTS;
   if (spec) faults.arm(parseFaults(spec));
   const timeScale = opts.timeScale ?? (opts.env?.LAB_TIME_SCALE ? Number(opts.env.LAB_TIME_SCALE) : 1);
+  const capS = opts.commandTimeoutS ?? (opts.env?.LAB_COMMAND_TIMEOUT ? Number(opts.env.LAB_COMMAND_TIMEOUT) : undefined);
+  if (capS !== undefined && !(capS > 0)) throw new UserError(`LAB_COMMAND_TIMEOUT must be a number of seconds > 0 (got "${opts.env?.LAB_COMMAND_TIMEOUT}")`);
 
   const githubDir = path.join(dir, 'github');
   const githubStore = new Store(githubDir);
@@ -119,7 +125,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
     dir,
     banner,
     endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fluxReleasesUrl: fluxReleases.url, fast: true },
-    transportFor: (h) => hosts.transport(h.name),
+    transportFor: (h) => hosts.transport(h.name, { maxTimeoutMs: capS === undefined ? undefined : capS * 1000 }),
     fakeSecret: (ref) => `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`,
     retryBaseMs: 20,
     hosts,

@@ -19,6 +19,9 @@ export interface LabTransportOptions {
   cwd: string;
   faults: Faults;
   timeoutMs?: number;
+  /** The longest any command may run, whatever timeout it asked for (LAB_COMMAND_TIMEOUT): a
+   *  `hang:` fault then meets its timeout in seconds, not after a task's real 15 minutes. */
+  maxTimeoutMs?: number;
 }
 
 export class LabTransport implements Transport {
@@ -47,7 +50,7 @@ export class LabTransport implements Transport {
         true,
       );
     }
-    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = Math.min(opts.timeoutMs ?? this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.opts.maxTimeoutMs ?? Infinity);
     // The lab's sudo is a shim on PATH, so this wrapping exercises it exactly as a real host's.
     const command = opts.sudo && this.opts.user !== 'root' ? `sudo -n -- bash -c ${quote(script)}` : script;
     const { timedOut, ...result } = await runCommand(['bash', '-c', `cd ${quote(this.opts.cwd)} && ${command}`], {

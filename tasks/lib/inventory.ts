@@ -56,7 +56,8 @@ export function validateInventoryText(source: string | Uint8Array, file: string)
     inventory: null,
     problems: problems.sort((a, b) => a.line - b.line || a.col - b.col),
   });
-  const add = (line: number, col: number, path: string, message: string) => problems.push({ file, line, col, path, message });
+  const add = (line: number, col: number, path: string, message: string) =>
+    problems.push({ file, line, col, path: printable(path), message: printable(message) });
 
   const size = typeof source === 'string' ? Buffer.byteLength(source) : source.length;
   if (size > MAX_BYTES) {
@@ -101,6 +102,15 @@ export function validateInventoryText(source: string | Uint8Array, file: string)
   crossChecks(value, walker);
   if (problems.length > 0) return fail();
   return { inventory: complete(value as RawInventory, file), problems: [] };
+}
+
+// Problems quote the offending value, and JSON.stringify leaves DEL, the C1 controls (0x9b is a
+// terminal's CSI), line separators and bidi overrides as they are: printed raw, an inventory value
+// could move the cursor, recolour or reorder the error a person reads. Show them as escapes.
+const UNPRINTABLE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** The text, or null after reporting where the first byte that is not UTF-8 sits. */

@@ -47,6 +47,8 @@ export interface TransportOptions {
   /** Default: the host's inventory user. */
   user?: string;
   timeoutMs?: number;
+  /** A cap on every command's timeout (see LabTransportOptions.maxTimeoutMs). */
+  maxTimeoutMs?: number;
 }
 
 export interface LabHosts {
@@ -267,6 +269,7 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
         cwd: workDir(dir, hostName),
         faults: world.faults,
         timeoutMs: o.timeoutMs,
+        maxTimeoutMs: o.maxTimeoutMs,
       });
     },
     envFor,
