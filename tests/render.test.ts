@@ -563,7 +563,7 @@ hostile.run();
 // ---------------------------------------------------------------------------------------------
 const secrets = suite('render: no secret value reaches the output');
 const PLANTED = {
-  GITHUB_TOKEN: 'ghp_PLANTEDgithubTOKEN0123456789abcdef',
+  GITHUB_TOKEN: 'planted-github-TOKEN-0123456789abcdef',
   CLOUDFLARE_API_TOKEN: 'cf-PLANTED-api-token-5f0e3c',
   GRAFANA_ADMIN_PASSWORD: 'PLANTED-grafana-password-9d1a',
 };

@@ -27,7 +27,7 @@ import { GOOD_INVENTORY } from './fixtures/bad-inventories.ts';
 
 const OWNER = 'my-user';
 const REPO = 'homelab-gitops';
-const TOKEN = 'ghp_reportTestToken0123456789abcdefABCDEF';
+const TOKEN = 'report-test-token-0123456789abcdefABCDEF';
 const PASSWORD = 'grafana-Pa55word-for-report-test';
 const DAY = 24 * 3600 * 1000;
 

@@ -19,7 +19,7 @@ import { run } from './helpers/engine-fixtures.ts';
 import { cli, CLI, TSX, labRepoPath, labWorld, ROOT, seconds, singleNode, workdir, type CliRun, type Workdir } from './helpers/lab-cli.ts';
 
 const PLANTED = {
-  GITHUB_TOKEN: 'ghp_SafetyPlantGh7Q2xK9vLm3',
+  GITHUB_TOKEN: 'plant-SafetyPlantGh7Q2xK9vLm3',
   CLOUDFLARE_API_TOKEN: 'cfSafetyPlantCf4W8zR1pN6',
   // Quotes and a command substitution: if it ever reached a shell unquoted, it would also break it.
   GRAFANA_ADMIN_PASSWORD: 'Gr@fPlant "pw" $(id)-5v',
