@@ -73,6 +73,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   const spec = opts.faults ?? opts.env?.LAB_FAULTS;
   if (spec) faults.arm(parseFaults(spec));
   const timeScale = opts.timeScale ?? (opts.env?.LAB_TIME_SCALE ? Number(opts.env.LAB_TIME_SCALE) : 1);
+  if (!(timeScale >= 0) || !Number.isFinite(timeScale)) throw new UserError(`LAB_TIME_SCALE must be a number >= 0 (got "${opts.env?.LAB_TIME_SCALE}")`);
   const capS = opts.commandTimeoutS ?? (opts.env?.LAB_COMMAND_TIMEOUT ? Number(opts.env.LAB_COMMAND_TIMEOUT) : undefined);
   if (capS !== undefined && !(capS > 0)) throw new UserError(`LAB_COMMAND_TIMEOUT must be a number of seconds > 0 (got "${opts.env?.LAB_COMMAND_TIMEOUT}")`);
 
