@@ -111,6 +111,23 @@ Local('a timeout kills the whole process tree and names the host and the command
   assert.ok(await waitFor(() => !alive(pid), 2000), `background child ${pid} survived the timeout`);
 });
 
+Local('Ctrl-C (the signal aborted) stops the whole process tree and says what it interrupted', async () => {
+  const t = new LocalTransport({ host: 'here' });
+  const pidFile = path.join(tmp, 'local-int-pid');
+  const ac = new AbortController();
+  const p = t.exec(`sleep 30 & echo $! > ${pidFile}; wait`, { signal: ac.signal });
+  assert.ok(await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 5000), 'the command never started');
+  const started = Date.now();
+  ac.abort();
+  const e = await rejection(p);
+  assert.ok(Date.now() - started < 2500, 'did not stop on the interrupt');
+  assert.is(e.message, `here: interrupted (SIGINT) while running: sleep 30 & echo $! > ${pidFile}; wait`);
+  assert.is(e.transient, false, 'an interrupted command is not retried');
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  assert.ok(await waitFor(() => !alive(pid), 2000), `background child ${pid} survived the interrupt`);
+  await rejection(t.exec('echo never', { signal: ac.signal }));
+});
+
 Local('values reach the command as literal text', async () => {
   await assertQuotingHolds(new LocalTransport({ host: 'here' }));
 });
@@ -303,6 +320,27 @@ if (unavailable && !process.env.CI) {
     assert.is(e.message, `node1: timed out after 500ms running: echo $$ > ${pidFile}; sleep 30`);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     assert.ok(await waitFor(() => !alive(pid), 4000), `remote command ${pid} still runs`);
+    assert.is((await t.exec('echo still here')).stdout, 'still here\n');
+    assert.is(t.stats.connections, 1);
+  });
+
+  Ssh('Ctrl-C stops the command on the host too (not only the local ssh); the connection stays usable', async () => {
+    const t = transport();
+    const pidFile = path.join(tmp, 'remote-int-pid');
+    const ac = new AbortController();
+    // A long remote timeout: only the interrupt can end these processes within the test.
+    const script = `sleep 40 & echo "$$ $!" > ${pidFile}; wait`;
+    const p = t.exec(script, { signal: ac.signal, timeoutMs: 60_000 });
+    assert.ok(await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 10_000), 'the command never started');
+    const started = Date.now();
+    ac.abort();
+    const e = await rejection(p);
+    assert.ok(Date.now() - started < 5000, 'did not stop on the interrupt');
+    assert.is(e.message, `node1: interrupted (SIGINT) while running: ${script}`);
+    assert.is(e.transient, false);
+    for (const pid of fs.readFileSync(pidFile, 'utf8').trim().split(' ').map(Number)) {
+      assert.ok(await waitFor(() => !alive(pid), 4000), `remote process ${pid} still runs after the interrupt`);
+    }
     assert.is((await t.exec('echo still here')).stdout, 'still here\n');
     assert.is(t.stats.connections, 1);
   });

@@ -21,7 +21,7 @@ export class ProbeBatcher {
 
   constructor(
     private readonly transport: Transport,
-    private readonly opts: { timeoutMs?: number; retryBaseMs?: number } = {},
+    private readonly opts: { timeoutMs?: number; retryBaseMs?: number; signal?: AbortSignal } = {},
   ) {}
 
   /** Resolves with each section's output, keyed as given. */
@@ -74,7 +74,12 @@ export class ProbeBatcher {
       try {
         this.trips++;
         seen.text = '';
-        return await this.transport.exec(script, { sudo: true, timeoutMs: this.opts.timeoutMs, onOutput: (chunk) => (seen.text += chunk) });
+        return await this.transport.exec(script, {
+          sudo: true,
+          timeoutMs: this.opts.timeoutMs,
+          signal: this.opts.signal,
+          onOutput: (chunk) => (seen.text += chunk),
+        });
       } catch (e) {
         if (!(e instanceof TransportError && e.transient) || attempt >= PROBE_RETRIES) throw e;
         await this.transport.reconnect();

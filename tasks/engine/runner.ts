@@ -120,7 +120,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   };
   const batcherOf = (name: string): ProbeBatcher => {
     let b = batchers.get(name);
-    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name), { retryBaseMs: opts.retryBaseMs })));
+    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name), { retryBaseMs: opts.retryBaseMs, signal: opts.signal })));
     return b;
   };
   const slots = new Semaphore(Math.max(1, opts.concurrency));
@@ -227,7 +227,8 @@ function orderOutcomes(outcomes: Outcome[], units: Unit[]): Outcome[] {
 
 /** On SIGINT a running unit is reported as interrupted (failed: `run --failed` redoes it); one that
  *  was waiting for its dependencies or a slot never started, and says so (skipped), so the report
- *  names exactly what was cut off. Its command gets the signal from the terminal. */
+ *  names exactly what was cut off. Its command in flight is stopped by the transport (the signal
+ *  reaches `exec`: SIGTERM locally, and over ssh to the remote processes too). */
 function interruptible(p: Promise<Outcome>, aborted: Promise<void> | null, u: Unit): Promise<Outcome> {
   const interrupted = (): Outcome =>
     u.running
@@ -298,7 +299,7 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
       if (opts.signal?.aborted) throw new UserError(`interrupted (SIGINT) before running: ${firstLine(redact(text))}`);
       let res: ExecResult;
       try {
-        res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs });
+        res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs, signal: opts.signal });
       } catch (e) {
         if (e instanceof TransportError && e.transient && attempt < retries) {
           opts.reporter.progress(u, `${hostName}: connection lost, retrying (${attempt + 1}/${retries})`);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { TransportError } from '../lib/errors.ts';
 import { quote } from '../lib/shell.ts';
 import type { ExecOptions, ExecResult, Transport } from '../lib/transport.ts';
-import { DEFAULT_TIMEOUT_MS, runCommand, timeoutMessage } from '../lib/transport-local.ts';
+import { DEFAULT_TIMEOUT_MS, interruptedMessage, runCommand, timeoutMessage } from '../lib/transport-local.ts';
 import type { Faults } from './faults.ts';
 
 export interface LabTransportOptions {
@@ -53,13 +53,15 @@ export class LabTransport implements Transport {
     const timeoutMs = Math.min(opts.timeoutMs ?? this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.opts.maxTimeoutMs ?? Infinity);
     // The lab's sudo is a shim on PATH, so this wrapping exercises it exactly as a real host's.
     const command = opts.sudo && this.opts.user !== 'root' ? `sudo -n -- bash -c ${quote(script)}` : script;
-    const { timedOut, ...result } = await runCommand(['bash', '-c', `cd ${quote(this.opts.cwd)} && ${command}`], {
+    const { timedOut, interrupted, ...result } = await runCommand(['bash', '-c', `cd ${quote(this.opts.cwd)} && ${command}`], {
       input: opts.input,
       env: { ...this.opts.env, LAB_SESSION: this.session },
       timeoutMs,
       onOutput: opts.onOutput,
+      signal: opts.signal,
     });
     if (timedOut) throw new TransportError(this.host, `${this.describe}: ${timeoutMessage(timeoutMs, script)}`);
+    if (interrupted) throw new TransportError(this.host, `${this.describe}: ${interruptedMessage(script)}`);
     return result;
   }
 

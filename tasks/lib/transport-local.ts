@@ -14,10 +14,13 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs: number;
   onOutput?: (chunk: string) => void;
+  /** On abort the process group gets SIGTERM (SIGKILL 2 s later) and the result says `interrupted`. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult extends ExecResult {
   timedOut: boolean;
+  interrupted: boolean;
 }
 
 /**
@@ -26,6 +29,8 @@ export interface RunResult extends ExecResult {
  */
 export function runCommand(argv: string[], opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
+  // Interrupted already: nothing is started.
+  if (opts.signal?.aborted) return Promise.resolve({ stdout: '', stderr: '', exitCode: -1, durationMs: 0, timedOut: false, interrupted: true });
   const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
   const onOutput = opts.onOutput;
   // After `end`, zx logs a newline of its own when the output lacked one; that is not output.
@@ -49,36 +54,60 @@ export function runCommand(argv: string[], opts: RunOptions): Promise<RunResult>
   })`${argv}`;
 
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      killGroup(p.pid);
+    let settled = false;
+    const cleanup = () => {
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(hardKill);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    const cutOff = (why: 'timedOut' | 'interrupted') => {
+      if (settled) return;
+      cleanup();
+      killGroup(p.pid, 'SIGKILL');
       // A grandchild that left the group may still hold the pipes; stop waiting for them.
       p.child?.stdout?.destroy();
       p.child?.stderr?.destroy();
-      resolve({ stdout: '', stderr: '', exitCode: -1, durationMs: Date.now() - started, timedOut: true });
-    }, opts.timeoutMs);
+      const r = { stdout: '', stderr: '', exitCode: -1, durationMs: Date.now() - started, timedOut: false, interrupted: false };
+      r[why] = true;
+      resolve(r);
+    };
+    const timer = setTimeout(() => cutOff('timedOut'), opts.timeoutMs);
+    let hardKill: ReturnType<typeof setTimeout> | undefined;
+    // Interrupted: the command gets SIGTERM, as from a terminal's Ctrl-C, and 2 s to exit cleanly.
+    const onAbort = () => {
+      if (settled || hardKill) return;
+      killGroup(p.pid, 'SIGTERM');
+      hardKill = setTimeout(() => cutOff('interrupted'), 2000);
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     p.then(
       (out) => {
-        clearTimeout(timer);
+        if (settled) return;
+        cleanup();
         resolve({
           stdout: out.stdout,
           stderr: out.stderr,
           exitCode: out.exitCode ?? 128 + (out.signal ? os.constants.signals[out.signal] : 0),
           durationMs: Date.now() - started,
           timedOut: false,
+          interrupted: !!opts.signal?.aborted,
         });
       },
       (e) => {
-        clearTimeout(timer);
+        if (settled) return;
+        cleanup();
         reject(e);
       },
     );
   });
 }
 
-function killGroup(pid: number | undefined): void {
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return;
   try {
-    process.kill(-pid, 'SIGKILL');
+    process.kill(-pid, signal);
   } catch {
     // Already gone.
   }
@@ -101,10 +130,18 @@ export function sudoPasswordError(host: string, user: string, r: ExecResult): Tr
 
 /** `timed out after 30s running: apt-get install -y ...` */
 export function timeoutMessage(timeoutMs: number, script: string): string {
-  const first = script.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
-  const shown = first.length > 80 ? `${first.slice(0, 79)}…` : first;
   const after = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000}s` : `${timeoutMs}ms`;
-  return `timed out after ${after} running: ${shown}`;
+  return `timed out after ${after} running: ${shownCommand(script)}`;
+}
+
+/** `interrupted (SIGINT) while running: apt-get install -y ...` */
+export function interruptedMessage(script: string): string {
+  return `interrupted (SIGINT) while running: ${shownCommand(script)}`;
+}
+
+function shownCommand(script: string): string {
+  const first = script.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  return first.length > 80 ? `${first.slice(0, 79)}…` : first;
 }
 
 export interface LocalTransportOptions {
@@ -139,13 +176,15 @@ export class LocalTransport implements Transport {
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     this.stats.commands++;
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    const { timedOut, ...result } = await runCommand(withSudo(['bash', '-c', script], opts.sudo, this.user), {
+    const { timedOut, interrupted, ...result } = await runCommand(withSudo(['bash', '-c', script], opts.sudo, this.user), {
       input: opts.input,
       env: this.env,
       timeoutMs,
       onOutput: opts.onOutput,
+      signal: opts.signal,
     });
     if (timedOut) throw new TransportError(this.host, timeoutMessage(timeoutMs, script));
+    if (interrupted) throw new TransportError(this.host, interruptedMessage(script));
     const sudoError = opts.sudo ? sudoPasswordError(this.host, this.user, result) : null;
     if (sudoError) throw sudoError;
     return result;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { TransportError, UserError } from './errors.ts';
 import type { HostSpec, Inventory } from './inventory-types.ts';
 import { quote } from './shell.ts';
-import { DEFAULT_TIMEOUT_MS, runCommand, sudoPasswordError, timeoutMessage, withSudo } from './transport-local.ts';
+import { DEFAULT_TIMEOUT_MS, interruptedMessage, runCommand, sudoPasswordError, timeoutMessage, withSudo } from './transport-local.ts';
 import type { ExecOptions, ExecResult, Transport } from './transport.ts';
 
 export type KnownHostsPolicy = Inventory['ssh']['knownHosts'];
@@ -57,12 +57,16 @@ export class SshTransport implements Transport {
   }
 
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    if (opts.signal?.aborted) throw new TransportError(this.host, interruptedMessage(script));
     this.stats.commands++;
     await this.connect();
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const remoteS = timeoutMs / 1000 + REMOTE_KILL_SLACK_S;
-    const remote = withSudo(['timeout', '-k', '2', `${remoteS}s`, 'bash', '-c', script], opts.sudo, this.opts.host.user);
-    const { timedOut, ...result } = await runCommand(
+    // A no-op naming the command (on its first line, so bash's line numbers stay right): on Ctrl-C
+    // `pkill -f` finds the command's processes by it.
+    const tag = `homelab-${crypto.randomBytes(6).toString('hex')}`;
+    const remote = withSudo(['timeout', '-k', '2', `${remoteS}s`, 'bash', '-c', `: ${tag}; ${script}`], opts.sudo, this.opts.host.user);
+    const { timedOut, interrupted, ...result } = await runCommand(
       [
         'ssh',
         ...this.sshOptions(),
@@ -74,9 +78,13 @@ export class SshTransport implements Transport {
         // ssh joins its arguments with spaces for the remote login shell: quote each one here.
         remote.map(quote).join(' '),
       ],
-      { input: opts.input, timeoutMs, onOutput: opts.onOutput },
+      { input: opts.input, timeoutMs, onOutput: opts.onOutput, signal: opts.signal },
     );
     if (timedOut) throw new TransportError(this.host, timeoutMessage(timeoutMs, script));
+    if (interrupted) {
+      await this.stopRemote(tag, opts.sudo);
+      throw new TransportError(this.host, interruptedMessage(script));
+    }
     const lost = result.exitCode === 255 ? await this.commandFailure(result) : null;
     if (lost) {
       this.master = undefined;
@@ -85,6 +93,19 @@ export class SshTransport implements Transport {
     const sudoError = opts.sudo ? sudoPasswordError(this.host, this.opts.host.user, result) : null;
     if (sudoError) throw sudoError;
     return result;
+  }
+
+  /**
+   * Ends a command whose local ssh was killed: sshd leaves a command without a terminal running
+   * when its channel closes. SIGTERM to `timeout` (it passes the signal to the command's process
+   * group) and to `bash`, found by the tag in their arguments; `[x]` keeps pkill's own shell out.
+   */
+  private async stopRemote(tag: string, sudo: boolean | undefined): Promise<void> {
+    const pattern = `${tag.slice(0, -1)}[${tag.slice(-1)}]`;
+    const kill = withSudo(['pkill', '-TERM', '-f', pattern], sudo, this.opts.host.user).map(quote).join(' ');
+    await runCommand(['ssh', ...this.sshOptions(), '-o', 'ControlMaster=no', '-T', '-n', this.target, kill], { timeoutMs: 5000 }).catch(
+      () => undefined,
+    );
   }
 
   /** Stop the master (commands in flight finish on it); the next exec logs in anew. */

@@ -10,6 +10,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Called with each chunk of output as it arrives (progress for slow commands). */
   onOutput?: (chunk: string) => void;
+  /** Ctrl-C: stop the command (on the host too) and reject with a TransportError saying so. */
+  signal?: AbortSignal;
 }
 
 export interface ExecResult {
