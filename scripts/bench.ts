@@ -27,7 +27,7 @@ import { allTasks } from '../tasks/engine/registry.ts';
 import { runEngine } from '../tasks/engine/runner.ts';
 import { SilentReporter } from '../tasks/engine/display.ts';
 import type { RunResult } from '../tasks/engine/types.ts';
-import { sshdAvailable, startSshd } from '../tests/helpers/sshd.ts';
+import { processCpuMs, sshdAvailable, startSshd } from '../tests/helpers/sshd.ts';
 
 const HELP = `Usage: npx tsx scripts/bench.ts [--sizes 1,3,10,30] [--runs N] [--no-ssh]
 
@@ -58,6 +58,11 @@ interface CheckRow {
   slowest: string[];
   /** Every unit ok in every run (a benchmark of a drifting check would measure something else). */
   converged: boolean;
+  /** CPU seconds during the median run: the whole machine's; the simulated hosts' commands
+   *  (their processes: shims, and over ssh the sshds and sessions too); this process's (the tool
+   *  and, inseparably, the lab's in-process simulation). On one small machine simulating 30 hosts,
+   *  the hosts' share bounds the wall time, not the tool. */
+  cpu: { machineS: number; hostsS: number; processS: number; cores: number };
 }
 
 const firstLine = (s: string) => s.split('\n', 1)[0];
@@ -78,6 +83,14 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     console.error(`\n${sig}: cleaning up`);
     void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(130));
   });
+}
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/** Busy CPU milliseconds of the whole machine since boot, all cores (/proc/stat, 100 ticks/s). */
+function machineCpuMs(): number {
+  const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + (steal || 0)) * 10;
 }
 
 function stat(runs: number[]): Stat {
@@ -132,8 +145,10 @@ async function measureChecks(
   runs: number,
   transportFor: (h: HostSpec) => Transport,
   logins: () => number,
+  hostsCpuMs: () => number,
 ): Promise<CheckRow> {
   const times: number[] = [];
+  const cpus: { machineS: number; hostsS: number; processS: number }[] = [];
   const slowest: string[][] = [];
   let connections = 0;
   let commands = 0;
@@ -142,6 +157,9 @@ async function measureChecks(
   for (let r = 0; r < runs; r++) {
     const made: Transport[] = [];
     const loginsBefore = logins();
+    const machine0 = machineCpuMs();
+    const hosts0 = hostsCpuMs();
+    const process0 = processCpuMs('self');
     const t0 = performance.now();
     // The engine closes its transports when done; on Ctrl-C the ssh masters would outlive us.
     const result = await withCleanup(
@@ -156,6 +174,9 @@ async function measureChecks(
         return r;
       },
     );
+    // The sessions' CPU is counted once they end (the engine closed the masters) and are reaped.
+    await new Promise((r) => setTimeout(r, 200));
+    cpus.push({ machineS: (machineCpuMs() - machine0) / 1000, hostsS: (hostsCpuMs() - hosts0) / 1000, processS: (processCpuMs('self') - process0) / 1000 });
     if (!result.ok && converged) {
       const off = result.tasks.filter((t) => t.status !== 'ok').map((t) => `${t.task}@${t.host ?? 'cluster'}: ${t.status} ${firstLine(t.error ?? t.changes.join('; '))}`);
       console.error(`  ${kind}, ${n} hosts: the check found the lab not converged: ${off.slice(0, 3).join(' | ')}`);
@@ -167,6 +188,7 @@ async function measureChecks(
     slowest.push([...result.tasks].sort((a, b) => b.ms - a.ms).slice(0, 3).map((t) => `${t.task}@${t.host ?? 'cluster'} ${t.ms} ms`));
   }
   const ms = stat(times);
+  const median = cpus[times.indexOf([...times].sort((a, b) => a - b)[(times.length - 1) >> 1])];
   return {
     hosts: n,
     transport: kind,
@@ -177,6 +199,7 @@ async function measureChecks(
     maxCommandsOneHost: maxOne,
     slowest: slowest[times.indexOf([...times].sort((a, b) => a - b)[(times.length - 1) >> 1])],
     converged,
+    cpu: { machineS: round1(median.machineS), hostsS: round1(median.hostsS), processS: round1(median.processS), cores: os.cpus().length },
   };
 }
 
@@ -207,7 +230,8 @@ async function benchSize(n: number, runs: number, ssh: boolean): Promise<{ rows:
       const rows = await withCleanup(
         () => lab.close(),
         async () => {
-          const out = [await measureChecks(n, 'lab', inv, lab, tasks, runs, lab.transportFor, () => 0)];
+          // Over the lab transport the hosts' commands are this process's children.
+          const out = [await measureChecks(n, 'lab', inv, lab, tasks, runs, lab.transportFor, () => 0, () => processCpuMs('self', true) - processCpuMs('self'))];
           if (!ssh) return out;
           // The sshd session is root, so the lab session is root too: as the lab transport's `sudo -n`.
           const sshd = await startSshd({ hosts: inv.hosts.map((h) => ({ name: h.name, address: h.address, env: lab.hosts.envFor(h.name, 'root') })) });
@@ -216,7 +240,7 @@ async function benchSize(n: number, runs: number, ssh: boolean): Promise<{ rows:
             async () => {
               const transportFor = (h: HostSpec) =>
                 new SshTransport({ host: { ...h, ...sshd.hosts[h.name] }, knownHosts: 'strict', connectTimeoutS: 10, knownHostsFile: sshd.knownHostsFile });
-              out.push(await measureChecks(n, 'ssh', inv, lab, tasks, runs, transportFor, () => sshd.acceptedConnections()));
+              out.push(await measureChecks(n, 'ssh', inv, lab, tasks, runs, transportFor, () => sshd.acceptedConnections(), () => sshd.cpuMs()));
             },
           );
           return out;
@@ -286,11 +310,14 @@ async function main(): Promise<number> {
 
   const tasksMeasured = [...new Set(rows.flatMap((r) => r.tasks))];
   console.log(`check all on converged lab hosts; tasks measured: ${tasksMeasured.join(', ')}`);
-  console.log(`${'hosts'.padStart(5)}  ${'transport'.padEnd(9)}  ${'wall time: median (min-max)'.padEnd(28)}  conn/host  cmds/host  max cmds  converged  slowest (median run)`);
+  console.log(
+    `${'hosts'.padStart(5)}  ${'transport'.padEnd(9)}  ${'wall time: median (min-max)'.padEnd(28)}  conn/host  cmds/host  max cmds  converged  ` +
+      `machine CPU  hosts' CPU  this process  slowest (median run)`,
+  );
   for (const r of rows) {
     console.log(
       `${String(r.hosts).padStart(5)}  ${r.transport.padEnd(9)}  ${fmt(r.ms).padEnd(28)}  ${r.connectionsPerHost.toFixed(2).padStart(9)}  ${r.commandsPerHost.toFixed(2).padStart(9)}  ` +
-        `${String(r.maxCommandsOneHost).padStart(8)}  ${(r.converged ? 'yes' : 'NO').padEnd(9)}  ${r.slowest.join(', ')}`,
+        `${String(r.maxCommandsOneHost).padStart(8)}  ${(r.converged ? 'yes' : 'NO').padEnd(9)}  ${`${r.cpu.machineS} s`.padStart(11)}  ${`${r.cpu.hostsS} s`.padStart(10)}  ${`${r.cpu.processS} s`.padStart(12)}  ${r.slowest.join(', ')}`,
     );
   }
   const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
@@ -303,6 +330,14 @@ async function main(): Promise<number> {
     if (one && big && big !== one) {
       targets[`${kind}: ${big.hosts} hosts / 1 host (target <= 2)`] = ratio(big.ms.median, one.ms.median);
       console.log(`${kind}: ${big.hosts} hosts take ${ratio(big.ms.median, one.ms.median)}x one host (target <= 2)`);
+      // What bounds it here: the simulated hosts share this machine's cores.
+      const floor = big.cpu.hostsS / big.cpu.cores;
+      console.log(
+        `  of the ${big.cpu.machineS} CPU-s the machine spent in that check, ${big.cpu.hostsS} went to the simulated hosts' commands ` +
+          `and ${big.cpu.processS} to this process (the tool, and the lab's simulation of the hosts and APIs): ` +
+          `on ${big.cpu.cores} cores those alone need ${round1(floor)} s of the ${round1(big.ms.median / 1000)} s ` +
+          `(cores busy ${Math.round((big.cpu.machineS / big.cpu.cores / (big.ms.median / 1000)) * 100)}% of the time)`,
+      );
     }
   }
   const oneSsh = rows.find((r) => r.transport === 'ssh' && r.hosts === 1);

@@ -33,6 +33,8 @@ export interface Sshd {
   logFile: string;
   /** Logins so far over all hosts (each is one TCP connection that authenticated). */
   acceptedConnections(): number;
+  /** CPU milliseconds of the sshds and of their ended sessions (the commands run on the "hosts"). */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -117,11 +119,25 @@ export async function startSshd(opts: { hosts: SshdHostOptions[] }): Promise<Ssh
     knownHostsFile,
     logFile,
     acceptedConnections: () => (readLog(logFile).match(/Accepted publickey for /g) ?? []).length,
+    cpuMs: () => children.reduce((sum, c) => sum + (c.pid ? processCpuMs(c.pid, true) : 0), 0),
     async stop() {
       await stopAll(children);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** CPU milliseconds of a process from /proc (0 once it is gone); with `children`, also that of the
+ *  children it has waited for. Linux counts in USER_HZ ticks, 100 per second. */
+export function processCpuMs(pid: number | 'self', children = false): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime is the 12th, cstime the 15th.
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').pop()!.split(' ');
+    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return ticks * 10;
+  } catch {
+    return 0;
+  }
 }
 
 function keygen(file: string): void {
