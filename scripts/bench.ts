@@ -16,18 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseDocument } from 'yaml';
 import { loadInventory } from '../tasks/lib/inventory.ts';
-import { createSecrets } from '../tasks/lib/secrets.ts';
-import { createApis } from '../tasks/lib/apis.ts';
 import { SshTransport } from '../tasks/lib/transport-ssh.ts';
 import type { HostSpec, Inventory } from '../tasks/lib/inventory-types.ts';
 import type { Transport } from '../tasks/lib/transport.ts';
 import { startLabSession, type LabSession } from '../tasks/lab/session.ts';
 import { buildGraph } from '../tasks/engine/graph.ts';
 import { allTasks } from '../tasks/engine/registry.ts';
-import { runEngine } from '../tasks/engine/runner.ts';
 import { SilentReporter } from '../tasks/engine/display.ts';
 import type { RunResult } from '../tasks/engine/types.ts';
 import { processCpuMs, sshdAvailable, startSshd } from '../tests/helpers/sshd.ts';
+import { labEngine } from '../tests/helpers/lab-engine.ts';
 
 const HELP = `Usage: npx tsx scripts/bench.ts [--sizes 1,3,10,30] [--runs N] [--no-ssh]
 
@@ -113,7 +111,7 @@ function writeInventory(dir: string, n: number): Inventory {
   return loadInventory(file);
 }
 
-async function engine(
+function engine(
   inv: Inventory,
   lab: LabSession,
   mode: 'run' | 'check',
@@ -121,18 +119,13 @@ async function engine(
   transportFor: (h: HostSpec) => Transport,
   concurrency = 8,
 ): Promise<RunResult> {
-  const secrets = createSecrets(inv, { env: {}, fallback: lab.fakeSecret });
-  return runEngine({
-    inventory: inv,
+  return labEngine(inv, lab, {
     graph,
     mode,
     taskIds,
     concurrency,
     transportFor,
-    apis: createApis(inv, secrets, lab.endpoints),
-    secrets,
     reporter: new SilentReporter({ out() {}, err: (l) => process.stderr.write(`  ${l}\n`) }),
-    retryBaseMs: lab.retryBaseMs,
   });
 }
 

@@ -24,14 +24,13 @@ import { labInstallYaml, startLabFluxReleases } from '../tasks/lab/flux-release.
 import { inventory } from './helpers/engine-fixtures.ts';
 import { main, type CliIo } from '../tasks/index.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
-import { createSecrets } from '../tasks/lib/secrets.ts';
-import { createApis } from '../tasks/lib/apis.ts';
 import { readiness } from '../tasks/lib/kube.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
 import { labGitHubRepoPath, startLabGitHub, type LabGitHub, type LabGitHubOptions, type LabRequest } from '../tasks/lab/github.ts';
-import { buildGraph, selectTasks } from '../tasks/engine/graph.ts';
+import { buildGraph } from '../tasks/engine/graph.ts';
+import { labEngine } from './helpers/lab-engine.ts';
+import { createApis } from '../tasks/lib/apis.ts';
 import { allTasks } from '../tasks/engine/registry.ts';
-import { runEngine } from '../tasks/engine/runner.ts';
 import { Journal } from '../tasks/engine/journal.ts';
 import { LineReporter } from '../tasks/engine/display.ts';
 import type { Outcome, RunResult } from '../tasks/engine/types.ts';
@@ -510,20 +509,13 @@ interface Run {
 async function runFlux(opts: BootstrapFluxOptions = {}): Promise<Run> {
   const lab = await startLabSession(W.inv, { env: {} });
   try {
-    const secrets = createSecrets(W.inv, { env: {}, fallback: lab.fakeSecret });
     const graph = buildGraph(allTasks.map((t) => (t.id === 'bootstrap-flux' ? bootstrapFlux({ waitTimeoutMs: 120_000, ...opts }) : t)));
     const journal = new Journal(path.join(W.dir, '.tasks'), { command: 'run', argv: ['tasks', 'run', 'bootstrap-flux', '--with-deps'], inventory: W.inv.file, lab: true });
-    const result = await runEngine({
-      inventory: W.inv,
+    const result = await labEngine(W.inv, lab, {
       graph,
-      mode: 'run',
-      taskIds: selectTasks(graph, ['bootstrap-flux'], true),
-      concurrency: 8,
-      transportFor: lab.transportFor,
-      apis: createApis(W.inv, secrets, lab.endpoints),
-      secrets,
+      words: ['bootstrap-flux'],
+      withDeps: true,
       reporter: new LineReporter({ io: { out: (l) => W.output.push(l), err: (l) => W.output.push(l) }, color: false, verbose: true }),
-      retryBaseMs: lab.retryBaseMs,
       onOutcome: (o) => journal.update(o),
     });
     journal.finish(result.ok, result.summary, result.tasks);

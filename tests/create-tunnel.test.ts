@@ -18,16 +18,12 @@ import type { Inventory } from '../tasks/lib/inventory-types.ts';
 import { UserError } from '../tasks/lib/errors.ts';
 import { clearSecrets } from '../tasks/lib/redact.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
-import { createSecrets } from '../tasks/lib/secrets.ts';
-import { createApis } from '../tasks/lib/apis.ts';
-import { buildGraph, selectTasks } from '../tasks/engine/graph.ts';
-import { runEngine } from '../tasks/engine/runner.ts';
-import { allTasks } from '../tasks/engine/registry.ts';
 import { main, type CliIo } from '../tasks/index.ts';
 import { startLabCloudflare, type LabCloudflare } from '../tasks/lab/cloudflare.ts';
 import { startLabSession, type LabSession } from '../tasks/lab/session.ts';
 import { Faults, parseFaults } from '../tasks/lab/faults.ts';
 import { inventory, RecordingReporter } from './helpers/engine-fixtures.ts';
+import { labEngine } from './helpers/lab-engine.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const ID = 'c1744f8b-faa1-48a4-9e5c-02ac921467fa';
@@ -327,21 +323,8 @@ async function withLab<T>(file: string, fn: (lab: LabSession, cf: Cloudflare, in
 /** `tasks run|check WORDS --lab`, in-process, keeping the lab's counters. */
 async function engine(file: string, words: string[], mode: 'run' | 'check' = 'run') {
   return withLab(file, async (lab, _cf, inv) => {
-    const secrets = createSecrets(inv, { env: {}, fallback: lab.fakeSecret });
-    const graph = buildGraph(allTasks);
     const reporter = new RecordingReporter();
-    const result = await runEngine({
-      inventory: inv,
-      graph,
-      mode,
-      taskIds: selectTasks(graph, words, false),
-      concurrency: 8,
-      transportFor: lab.transportFor,
-      apis: createApis(inv, secrets, lab.endpoints),
-      secrets,
-      reporter,
-      retryBaseMs: lab.retryBaseMs,
-    });
+    const result = await labEngine(inv, lab, { mode, words, reporter });
     const unit = result.tasks.find((t) => t.task === words[0]);
     return {
       result,

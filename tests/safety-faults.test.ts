@@ -13,13 +13,8 @@ import { Faults } from '../tasks/lab/faults.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
 import { SshTransport } from '../tasks/lib/transport-ssh.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
-import { buildGraph } from '../tasks/engine/graph.ts';
-import { allTasks } from '../tasks/engine/registry.ts';
-import { runEngine } from '../tasks/engine/runner.ts';
-import { createApis } from '../tasks/lib/apis.ts';
-import { createSecrets } from '../tasks/lib/secrets.ts';
 import { cli, EXAMPLE, labWorld, seconds, singleNode, workdir, type CliRun, type JsonDoc } from './helpers/lab-cli.ts';
-import { RecordingReporter } from './helpers/engine-fixtures.ts';
+import { labEngine } from './helpers/lab-engine.ts';
 
 const notes: string[] = [];
 const statuses = (doc: JsonDoc) => doc.tasks.map((t) => `${t.task}@${t.host ?? '-'}:${t.status}`);
@@ -195,21 +190,14 @@ unreachable('refused and silent ssh ports: each host fails naming itself within 
     const lab = await startLabSession(inv, { env: { LAB_TIME_SCALE: '0' } });
     try {
       const ports: Record<string, number> = { node2: refused, node3: silent };
-      const secrets = createSecrets(inv, { env: {}, fallback: lab.fakeSecret });
       const t0 = Date.now();
-      const result = await runEngine({
-        inventory: inv,
-        graph: buildGraph(allTasks),
+      const result = await labEngine(inv, lab, {
         mode: 'check',
         taskIds: ['prepare-host', 'install-microk8s'],
-        concurrency: 8,
         transportFor: (h) =>
           h.name === 'node1'
             ? lab.transportFor(h)
             : new SshTransport({ host: { ...h, address: '127.0.0.1', port: ports[h.name] }, knownHosts: 'off', connectTimeoutS: inv.ssh.connectTimeout }),
-        apis: createApis(inv, secrets, lab.endpoints),
-        secrets,
-        reporter: new RecordingReporter(),
         retryBaseMs: 20,
       });
       const ms = Date.now() - t0;

@@ -11,14 +11,10 @@ import task, { type MonitoringChange, type MonitoringRead } from '../tasks/seed-
 import type { Facts, ProbeOutput } from '../tasks/lib/task.ts';
 import { clearSecrets } from '../tasks/lib/redact.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
-import { createSecrets } from '../tasks/lib/secrets.ts';
-import { createApis } from '../tasks/lib/apis.ts';
-import { buildGraph, selectTasks } from '../tasks/engine/graph.ts';
-import { runEngine } from '../tasks/engine/runner.ts';
-import { allTasks } from '../tasks/engine/registry.ts';
 import { main, type CliIo } from '../tasks/index.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
 import { inventory, RecordingReporter } from './helpers/engine-fixtures.ts';
+import { labEngine } from './helpers/lab-engine.ts';
 
 // ---- check: pure -----------------------------------------------------------------------------------
 
@@ -87,21 +83,8 @@ async function engine(ctx: LabCtx, password: string, mode: 'run' | 'check' = 'ru
   const inv = loadInventory(ctx.file);
   const lab = await startLabSession(inv);
   try {
-    const secrets = createSecrets(inv, { env: { GRAFANA_ADMIN_PASSWORD: password }, fallback: lab.fakeSecret });
-    const graph = buildGraph(allTasks);
     const reporter = new RecordingReporter();
-    const result = await runEngine({
-      inventory: inv,
-      graph,
-      mode,
-      taskIds: selectTasks(graph, ['seed-monitoring'], false),
-      concurrency: 8,
-      transportFor: lab.transportFor,
-      apis: createApis(inv, secrets, lab.endpoints),
-      secrets,
-      reporter,
-      retryBaseMs: lab.retryBaseMs,
-    });
+    const result = await labEngine(inv, lab, { mode, words: ['seed-monitoring'], env: { GRAFANA_ADMIN_PASSWORD: password }, reporter });
     const commands = lab.hosts.commands();
     ctx.seen.push(...reporter.events, ...commands.map((c) => c.argv.join(' ')));
     return {
