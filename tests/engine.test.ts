@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AnyTask } from '../tasks/lib/task.ts';
@@ -246,6 +249,21 @@ batching('N tasks on one host cost exactly one transport invocation, outputs spl
   assert.is(seen.t5.a.stdout, 'after-stdin\n', 'a probe reading stdin gets EOF, not the script');
 });
 
+batching('the same probe asked by several tasks runs once on the host, and each task gets its output', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hl-dedup-'));
+  const counter = path.join(dir, 'runs');
+  const same = `echo run >> ${counter}; wc -l < ${counter}`;
+  const seen: Record<string, any> = {};
+  const tasks = [prober('t1', { status: same }, seen), prober('t2', { s: same, other: 'echo other' }, seen), prober('t3', { x: same }, seen)];
+  const { result, transports } = await run(tasks, { mode: 'check' });
+  assert.ok(result.ok);
+  assert.is(transports.get('node1')!.stats.commands, 1);
+  assert.is(fs.readFileSync(counter, 'utf8'), 'run\n', 'the shared probe ran once');
+  for (const [id, key] of [['t1', 'status'], ['t2', 's'], ['t3', 'x']]) assert.equal(seen[id][key], { stdout: '1\n', stderr: '', exitCode: 0 }, id);
+  assert.is(seen.t2.other.stdout, 'other\n');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 batching('in a run, facts are gathered once up front and again only after a change', async () => {
   let applied = false;
   const t: AnyTask = {
@@ -280,7 +298,6 @@ batching('quoting: a hostile value in a probe stays literal text', async () => {
   };
   await run([t], { mode: 'check' });
   assert.is(seen.v.stdout, evil);
-  const fs = await import('node:fs');
   assert.not.ok(fs.existsSync('/tmp/pwned-engine'));
 });
 

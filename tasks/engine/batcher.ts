@@ -40,10 +40,17 @@ export class ProbeBatcher {
     const batch = this.pending;
     this.pending = [];
     this.scheduled = false;
+    // Tasks often ask the same thing (install-microk8s, join-nodes and enable-addons all read
+    // `microk8s status`, which takes seconds on a real node): each distinct text runs once.
     const joined: ProbeSections = {};
-    batch.forEach((p, i) => {
-      for (const [k, v] of Object.entries(p.sections)) joined[`${i}\u0000${k}`] = v;
-    });
+    const byText = new Map<string, string>();
+    const sectionOf = (text: string): string => {
+      let key = byText.get(text);
+      if (key === undefined) byText.set(text, (key = String(byText.size)));
+      joined[key] = text;
+      return key;
+    };
+    const keysOf = batch.map((p) => Object.fromEntries(Object.entries(p.sections).map(([k, v]) => [k, sectionOf(v)])));
     const seen = { text: '' };
     let frame: { script: string; nonce: string } | undefined;
     try {
@@ -53,7 +60,7 @@ export class ProbeBatcher {
       const split = splitProbeOutput(Object.keys(joined), nonce, res.stdout);
       batch.forEach((p, i) => {
         const mine: Record<string, ProbeOutput> = {};
-        for (const k of Object.keys(p.sections)) mine[k] = split[`${i}\u0000${k}`];
+        for (const [k, section] of Object.entries(keysOf[i])) mine[k] = { ...split[section] };
         p.resolve(mine);
       });
     } catch (e) {
