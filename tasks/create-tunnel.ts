@@ -9,7 +9,8 @@
 // What I change: the tunnel (created only if absent; a 409 finds the existing one), the
 // configuration (only when it differs: `version` stays put otherwise), DNS records (created, or
 // corrected only when they are CNAMEs to a tunnel; records of routes removed from the inventory
-// deleted only when they point to this tunnel), the Secret (on stdin). Anything else on a routed
+// deleted only when they point to this tunnel), the Secret (on stdin), and cloudflared restarted
+// when its pods hold an old token (they read it only at start). Anything else on a routed
 // hostname stops the task before any change, naming the record.
 import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
@@ -58,7 +59,7 @@ export type TunnelChange = Change &
     | { kind: 'dns'; tunnelId: string | null; zoneId: string; hostname: string; recordId?: string }
     | { kind: 'dns-delete'; zoneId: string; hostname: string; recordId: string }
     | { kind: 'token'; tunnelId: string | null; createNamespace: boolean; deployed: boolean }
-    | { kind: 'unhealthy'; tunnelId: string }
+    | { kind: 'unhealthy'; tunnelId: string; podsRunning: boolean }
     | { kind: 'blocked' }
   );
 
@@ -217,6 +218,7 @@ function check(facts: Facts<TunnelRead>, inv: Inventory): TunnelChange[] {
     changes.push({
       kind: 'unhealthy',
       tunnelId: tunnel.id,
+      podsRunning: (d.status?.availableReplicas ?? 0) > 0,
       summary: `tunnel ${name}: ${tunnel.status} (${tunnel.connections} connections, ${replicas}) -> healthy`,
     });
   }
@@ -244,6 +246,8 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
   };
 
   let healthOf: string | null = null;
+  // Running pods keep the token they started with: a new one in the Secret needs new pods.
+  let restart = false;
   for (const c of changes) {
     if (c.kind === 'token') {
       ctx.progress(`storing the connector token in Secret ${CLOUDFLARED.namespace}/${CLOUDFLARED.secret}`);
@@ -252,7 +256,10 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
         ...(c.createNamespace ? [namespaceObject(CLOUDFLARED.namespace)] : []),
         secretObject(CLOUDFLARED.namespace, CLOUDFLARED.secret, { [CLOUDFLARED.key]: token }),
       ]);
-      if (c.deployed) healthOf = idOf(c.tunnelId);
+      if (c.deployed) {
+        healthOf = idOf(c.tunnelId);
+        restart = true;
+      }
     } else if (c.kind === 'config') {
       ctx.progress('updating the tunnel ingress');
       await putConfig(cf, account, idOf(c.tunnelId), { ...c.other, ingress: desiredIngress(inv.tunnel.routes) });
@@ -264,16 +271,24 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
       await deleteRecord(cf, c.zoneId, { id: c.recordId, name: c.hostname });
     } else if (c.kind === 'unhealthy') {
       healthOf = c.tunnelId;
+      // cloudflared runs but the tunnel has no connections: most often pods still holding an old
+      // token (a run stopped between writing the Secret and restarting them). New pods read it anew.
+      if (c.podsRunning) restart = true;
     }
   }
-  if (healthOf) await waitHealthy(ctx, healthOf);
+  if (healthOf) await waitHealthy(ctx, healthOf, restart);
 }
 
-/** cloudflared picks up a new token when its pods (re)start: wait (bounded) for the rollout, then
- *  for the edge to see the connections. What is still wrong after that, the re-check reports. */
-async function waitHealthy(ctx: ApplyContext, tunnelId: string): Promise<void> {
-  ctx.progress('waiting for cloudflared to connect the tunnel');
+/** cloudflared reads its token (TUNNEL_TOKEN, from the Secret) only when its pods start: restart
+ *  them when the token changed, wait (bounded) for the rollout, then for the edge to see the
+ *  connections. What is still wrong after that, the re-check reports. */
+async function waitHealthy(ctx: ApplyContext, tunnelId: string, restart: boolean): Promise<void> {
   const { namespace, deployment } = CLOUDFLARED;
+  if (restart) {
+    ctx.progress('restarting cloudflared, so that its pods start with the current token');
+    await ctx.run(sh`microk8s kubectl rollout restart deployment/${deployment} -n ${namespace}`, { sudo: true });
+  }
+  ctx.progress('waiting for cloudflared to connect the tunnel');
   await ctx.run(sh`microk8s kubectl rollout status deployment/${deployment} -n ${namespace} --timeout=${`${HEALTH_WAIT_S}s`}`, {
     sudo: true,
     allowExit: [1],

@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 import Cloudflare from 'cloudflare';
 import task, { desiredIngress, ingressDiff, type TunnelChange, type TunnelRead } from '../tasks/create-tunnel.ts';
 import { createTunnel, findTunnel, PERMISSIONS, tunnelTarget } from '../tasks/lib/cloudflare.ts';
+import { secretObject } from '../tasks/lib/kube.ts';
 import type { Facts, ProbeOutput, ReadContext } from '../tasks/lib/task.ts';
 import type { Inventory } from '../tasks/lib/inventory-types.ts';
 import { UserError } from '../tasks/lib/errors.ts';
@@ -454,7 +455,32 @@ lab('the tunnel replaced behind our back: a new one, DNS moved to it, the token 
   assert.is.not(w.tunnels[0].id, old);
   assert.is(w.secret, w.token);
   assert.is(w.tunnels[0].status, 'healthy', 'cloudflared restarted with the new token');
+  assert.ok(r.mutating.includes('microk8s kubectl rollout restart deployment/cloudflared -n cloudflared'), r.mutating.join('\n'));
   assert.ok(w.records.filter((x) => x.type === 'CNAME').every((x) => x.content === tunnelTarget(w.tunnels[0].id)));
+});
+
+lab('a new token in the Secret but cloudflared still on the old one (a run stopped before the restart): the next run restarts it', async (ctx) => {
+  // What a run killed between writing the Secret and restarting cloudflared leaves: a new tunnel,
+  // its token in the Secret, and pods that started with the old tunnel's token.
+  await withLab(ctx.file, async (lab, cf, inv) => {
+    const account = inv.tunnel.accountId;
+    const old = lab.cloudflare.state().tunnels.find((t) => t.name === 'homelab' && !t.deleted_at)!;
+    await cf.zeroTrust.tunnels.cloudflared.delete(old.id, { account_id: account });
+    const fresh = await createTunnel(cf as never, account, 'homelab');
+    const token = await cf.zeroTrust.tunnels.cloudflared.token.get(fresh.id, { account_id: account });
+    const list = { apiVersion: 'v1', kind: 'List', items: [secretObject('cloudflared', 'tunnel-token', { token })] };
+    const res = await lab.transportFor(inv.hosts[0]).exec('microk8s kubectl apply --server-side --field-manager=homelab --force-conflicts -f -', { sudo: true, input: JSON.stringify(list) });
+    assert.is(res.exitCode, 0, res.stderr);
+  });
+  const before = await world(ctx.file);
+  assert.is(before.secret, before.token, 'the Secret holds the new token');
+  assert.is.not(before.tunnels[0].status, 'healthy', 'a Secret update alone restarts no pod: cloudflared still runs the old token');
+  const check = await engine(ctx.file, ['create-tunnel'], 'check');
+  assert.ok(check.unit!.changes.some((c) => /^tunnel homelab: inactive \(0 connections, 2\/2 cloudflared replicas available\) -> healthy$/.test(c)), check.unit!.changes.join('\n'));
+  const r = await engine(ctx.file, ['create-tunnel']);
+  assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
+  assert.ok(r.mutating.includes('microk8s kubectl rollout restart deployment/cloudflared -n cloudflared'), r.mutating.join('\n'));
+  assert.is((await world(ctx.file)).tunnels[0].status, 'healthy');
 });
 
 lab('a run killed right after creating the tunnel, run again: exactly one tunnel', async (ctx) => {

@@ -300,11 +300,32 @@ test('the GitRepository resolves the branch and the Kustomizations get Ready in 
   assert.is(deploy.metadata.labels['kustomize.toolkit.fluxcd.io/name'], 'infra-controllers');
   assert.equal(s.connectors, [[TOKEN, true]]);
 
-  // The connector stops with its token.
+  // Running pods keep the token they started with: a new one in the Secret changes nothing...
+  const NEW = 'eyJhIjoiYWNjb3VudCIsInQiOiJ0dW5uZWwiLCJzIjoibmV3In0=';
+  const put = await kubectl(s.world, s.node, ['create', 'secret', 'generic', 'tunnel-token', '-n', 'cloudflared', `--from-literal=token=${NEW}`, '--dry-run=client', '-o', 'json']);
+  assert.is(put.exitCode, 0, put.stderr);
+  assert.is((await kubectl(s.world, s.node, ['apply', '-f', '-'], put.stdout)).exitCode, 0);
+  assert.is((await getJson(s, ['get', 'deploy', 'cloudflared', '-n', 'cloudflared'])).status.availableReplicas, 2, 'a Secret update restarts no pod');
+  assert.equal(s.connectors, [[TOKEN, true]]);
+  // ...until a rollout replaces the pods, which read it anew (and Flux applying again keeps the
+  // restart: server-side apply leaves kubectl-rollout's annotation alone).
+  const restarted = await kubectl(s.world, s.node, ['rollout', 'restart', 'deployment/cloudflared', '-n', 'cloudflared']);
+  assert.equal([restarted.exitCode, restarted.stdout], [0, 'deployment.apps/cloudflared restarted\n']);
+  const after = await getJson(s, ['get', 'deploy', 'cloudflared', '-n', 'cloudflared']);
+  assert.is(after.metadata.generation, deploy.metadata.generation + 1);
+  assert.match(after.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt'], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const rolled = await kubectl(s.world, s.node, ['rollout', 'status', 'deployment/cloudflared', '-n', 'cloudflared', '--timeout=20s']);
+  assert.is(rolled.exitCode, 0, rolled.stdout + rolled.stderr);
+  await kubectl(s.world, s.node, ['get', 'deploy', '-A']);
+  assert.equal(s.connectors[0], [TOKEN, true]);
+  assert.equal(new Set(s.connectors.slice(1).map((c) => c.join(' '))), new Set([`${NEW} true`, `${TOKEN} false`]), 'the old connector stopped, the new one runs');
+  const missing = await kubectl(s.world, s.node, ['rollout', 'restart', 'deployment/nope', '-n', 'cloudflared']);
+  assert.equal([missing.exitCode, missing.stderr], [1, 'Error from server (NotFound): deployments.apps "nope" not found\n']);
+
+  // Deleting the Secret does not stop running pods either; a node going away does (see microk8s tests).
   const del = await kubectl(s.world, s.node, ['delete', 'secret', 'tunnel-token', '-n', 'cloudflared']);
   assert.is(del.stdout, 'secret "tunnel-token" deleted from cloudflared namespace\n');
-  await kubectl(s.world, s.node, ['get', 'deploy', '-A']);
-  assert.equal(s.connectors, [[TOKEN, true], [TOKEN, false]]);
+  assert.is((await getJson(s, ['get', 'deploy', 'cloudflared', '-n', 'cloudflared'])).status.availableReplicas, 2);
 });
 
 test('a Kustomization table shows the CRD columns', async () => {

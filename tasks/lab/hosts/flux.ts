@@ -744,14 +744,28 @@ function tunnelToken(store: KubeStore, d: KubeObject): string | null {
   return null;
 }
 
-/** Tell lab Cloudflare which tunnel connectors now run (a ready cloudflared with its token). */
+/** Tell lab Cloudflare which tunnel connectors now run: a ready cloudflared, with the token its
+ *  pods started with. A pod reads TUNNEL_TOKEN from the Secret once, at start; a new token in the
+ *  Secret reaches cloudflared only when a rollout (a new pod template) replaces the pods. */
 function syncConnectors(env: Env): void {
   const running = new Set<string>();
-  for (const o of Object.values(env.store.objects)) {
+  const started = (env.ref.cluster.podTokens ??= {});
+  for (const [key, o] of Object.entries(env.store.objects)) {
     if (o.kind !== 'Deployment' || groupOf(o.apiVersion) !== 'apps') continue;
-    const token = tunnelToken(env.store, o);
-    if (token && workloadReady(o) && Number(status(o).availableReplicas ?? 0) > 0) running.add(token);
+    const ready = workloadReady(o) && Number(status(o).availableReplicas ?? 0) > 0;
+    const template = JSON.stringify(spec(o).template ?? {});
+    if (!ready) {
+      delete started[key];
+      continue;
+    }
+    if (started[key]?.template !== template) {
+      const token = tunnelToken(env.store, o);
+      if (token) started[key] = { template, token };
+      else delete started[key];
+    }
+    if (started[key]) running.add(started[key].token);
   }
+  for (const key of Object.keys(started)) if (!env.store.objects[key]) delete started[key];
   const before = new Set(env.ref.cluster.connectors);
   for (const t of running) if (!before.has(t)) env.world.hooks.tunnelConnector?.(t, true);
   for (const t of before) if (!running.has(t)) env.world.hooks.tunnelConnector?.(t, false);

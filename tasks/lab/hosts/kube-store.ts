@@ -28,6 +28,9 @@ export interface KubeStore {
   rv: number;
   /** When each object was created or last had its spec changed (epoch ms): rollouts and reconciles start then. */
   changedAt: Record<string, number>;
+  /** Workloads whose pods run, and the pod template they started from: running pods keep what
+   *  they read at start (env from Secrets) until a new template (a rollout) replaces them. */
+  running?: Record<string, string>;
 }
 
 export interface KindInfo {
@@ -341,6 +344,7 @@ export function applyObject(store: KubeStore, input: KubeObject, opts: ApplyOpti
   };
   for (const f of ['finalizers', 'ownerReferences'] as const) if (applied.metadata[f]) metadata[f] = applied.metadata[f];
   const next: KubeObject = { apiVersion: input.apiVersion, kind: input.kind, metadata, ...body(applied) };
+  keepRestartedAt(live, next);
   // Status is the server's: what defaulting set (namespaces, CRDs) or what the controllers wrote.
   const status = ['Namespace', 'CustomResourceDefinition'].includes(kind.kind) ? applied.status : live?.status;
   if (status !== undefined) next.status = status;
@@ -363,6 +367,15 @@ export function applyObject(store: KubeStore, input: KubeObject, opts: ApplyOpti
   return { action: live ? 'configured' : 'created', object: next, kind, key };
 }
 
+/** Server-side apply leaves fields other managers own: the restartedAt annotation that
+ *  kubectl-rollout set stays when Flux applies the manifest again without it. */
+function keepRestartedAt(live: KubeObject | undefined, next: KubeObject): void {
+  const at = ((live?.spec as Record<string, any> | undefined)?.template?.metadata?.annotations ?? {})[RESTARTED_AT];
+  const template = (next.spec as Record<string, any> | undefined)?.template;
+  if (at === undefined || !template || template.metadata?.annotations?.[RESTARTED_AT] !== undefined) return;
+  template.metadata = { ...template.metadata, annotations: { ...template.metadata?.annotations, [RESTARTED_AT]: at } };
+}
+
 /** Write a controller's status (no generation change, as the status subresource). */
 export function setStatus(store: KubeStore, key: string, status: unknown): void {
   const o = store.objects[key];
@@ -370,6 +383,25 @@ export function setStatus(store: KubeStore, key: string, status: unknown): void 
   o.status = status;
   store.rv += 1;
   o.metadata.resourceVersion = String(store.rv);
+}
+
+/** The pod-template annotation `kubectl rollout restart` sets (field manager kubectl-rollout). */
+export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
+
+/** `kubectl rollout restart`: a new restartedAt on the pod template, a spec change (generation + 1). */
+export function restartWorkload(store: KubeStore, key: string, now: number): void {
+  const o = store.objects[key];
+  if (!o) return;
+  const spec = (o.spec ?? {}) as Record<string, any>;
+  const template = (spec.template ??= {});
+  const meta = (template.metadata ??= {});
+  // kubectl writes the time in RFC 3339 (kubectl/pkg/polymorphichelpers/objectrestarter.go).
+  meta.annotations = { ...meta.annotations, [RESTARTED_AT]: timestamp(now) };
+  o.spec = spec;
+  o.metadata.generation = (o.metadata.generation ?? 0) + 1;
+  store.rv += 1;
+  o.metadata.resourceVersion = String(store.rv);
+  store.changedAt[key] = now;
 }
 
 /** Merge labels/annotations into a live object (kubectl label/annotate, controllers' markers). */

@@ -1,7 +1,10 @@
 // Workload status as the lab's controllers would write it: a Deployment, StatefulSet or DaemonSet
-// becomes available a short (scaled) rollout after its spec or anything its pods read last changed,
-// provided a node is Ready and every Secret/ConfigMap its pods need exists — a pod whose secret is
-// missing sits in CreateContainerConfigError and never becomes ready, as on a real cluster.
+// becomes available a short (scaled) rollout after its spec last changed or the last Secret/ConfigMap
+// its pods need was created, provided a node is Ready and every one of them exists — a pod whose
+// secret is missing sits in CreateContainerConfigError and never becomes ready, as on a real
+// cluster. Changing a Secret's data restarts nothing: running pods keep the environment they
+// started with (kubernetes.io/docs/concepts/configuration/secret: environment variables are not
+// updated after the Secret changes) until a rollout (`kubectl rollout restart`) replaces them.
 import crypto from 'node:crypto';
 import { groupOf, setStatus, type KubeObject, type KubeStore } from './kube-store.ts';
 
@@ -60,7 +63,8 @@ function startableSince(store: KubeStore, key: string, o: KubeObject): number | 
     if (!obj) return null;
     const data = { ...(obj.data as Dict | undefined), ...(obj.binaryData as Dict | undefined) };
     if (r.key && !(r.key in data)) return null;
-    since = Math.max(since, store.changedAt[k] ?? 0);
+    const created = Date.parse(obj.metadata.creationTimestamp ?? '');
+    since = Math.max(since, Number.isNaN(created) ? 0 : created);
   }
   return since;
 }
@@ -139,11 +143,19 @@ export interface WorkloadClock {
 
 /** Bring every workload's status up to date with the clock. */
 export function refreshWorkloads(store: KubeStore, clock: WorkloadClock): void {
+  const running = (store.running ??= {});
+  for (const key of Object.keys(running)) if (!store.objects[key]) delete running[key];
   for (const [key, o] of Object.entries(store.objects)) {
     if (groupOf(o.apiVersion) !== 'apps' || !['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)) continue;
-    const since = startableSince(store, key, o);
+    const template = JSON.stringify((o.spec as Dict | undefined)?.template ?? {});
+    // Pods already running from this template stay up whatever happens to their Secrets since;
+    // with no Ready node they are gone, and new ones must start over.
+    const up = running[key] === template && clock.readyNodes > 0;
+    const since = up ? (store.changedAt[key] ?? 0) : startableSince(store, key, o);
     const readyAt = since === null ? null : since + clock.rolloutMs;
-    const ready = readyAt !== null && clock.now >= readyAt && clock.readyNodes > 0;
+    const ready = up || (readyAt !== null && clock.now >= readyAt && clock.readyNodes > 0);
+    if (ready) running[key] = template;
+    else delete running[key];
     const at = ready ? (readyAt as number) : (store.changedAt[key] ?? clock.now);
     const status =
       o.kind === 'Deployment'

@@ -19,6 +19,8 @@ import {
   notFound,
   patchMetadata,
   qualifiedKind,
+  qualifiedPlural,
+  restartWorkload,
   resolveResource,
   type KindInfo,
   type KubeObject,
@@ -603,12 +605,13 @@ async function wait(ctx: Ctx, a: Args): Promise<CommandResult> {
 async function rollout(ctx: Ctx, a: Args): Promise<CommandResult> {
   const out = new Out();
   const [sub, ...rest] = a.pos;
-  if (sub !== 'status') return { stdout: '', stderr: `lab: kubectl rollout ${sub ?? ''} is not simulated\n`, exitCode: 1 };
+  if (sub !== 'status' && sub !== 'restart') return { stdout: '', stderr: `lab: kubectl rollout ${sub ?? ''} is not simulated\n`, exitCode: 1 };
   const ts = targets(ctx, rest);
   if (typeof ts === 'string') return out.fail(ts);
   const t = ts[0];
   const name = t.names[0];
   if (!name) return out.fail('error: required resource not specified');
+  if (sub === 'restart') return restart(ctx, out, t.kind, name);
   if (!['Deployment', 'DaemonSet', 'StatefulSet'].includes(t.kind.kind)) return out.fail(`error: no status viewer has been implemented for ${t.kind.kind}`);
   const timeout = parseDuration(flag(a, '--timeout'), 0);
   const deadline = timeout ? Date.now() + timeout : Infinity;
@@ -639,6 +642,20 @@ async function rollout(ctx: Ctx, a: Args): Promise<CommandResult> {
     if (Date.now() >= deadline) return out.fail('error: timed out waiting for the condition');
     await poll(Math.min(100, Math.max(1, deadline - Date.now())));
   }
+}
+
+/** `kubectl rollout restart`: kubectl patches the pod template's `kubectl.kubernetes.io/restartedAt`
+ *  annotation (kubernetes-client/csharp#657 shows the request body), a spec change, so the
+ *  controller replaces the pods; they read their Secrets anew as they start. */
+async function restart(ctx: Ctx, out: Out, kind: KindInfo, name: string): Promise<CommandResult> {
+  await settle(ctx.inv.world, ctx.ref);
+  if (!['Deployment', 'DaemonSet', 'StatefulSet'].includes(kind.kind)) return out.fail(`error: ${qualifiedPlural(kind)} "${name}" restarting is not supported`);
+  const o = getObject(ctx.store, kind, ctx.namespace, name);
+  if (!o) return out.fail(`Error from server (NotFound): ${kind.plural}.apps "${name}" not found`);
+  restartWorkload(ctx.store, keyOf(kind, ctx.namespace, name), Date.now());
+  saveCluster(ctx.inv.world, ctx.inv.host, ctx.ref);
+  out.line(`${qualifiedKind(kind)}/${name} restarted`);
+  return out.done();
 }
 
 async function annotateOrLabel(ctx: Ctx, a: Args, field: 'annotations' | 'labels'): Promise<CommandResult> {
