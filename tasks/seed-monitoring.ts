@@ -6,14 +6,20 @@
 // the inventory's secret; no value reaches the facts).
 // What I compare: the Secret with `admin` and the password.
 // What I change: the namespace (if absent; Flux adopts it) and the Secret, applied through stdin.
+// A rotated password reaches a running Grafana only through new pods: the chart passes it as
+// GF_SECURITY_ADMIN_PASSWORD, read at start, and with no persistence (the chart's default, kept
+// here) a new pod creates its admin user from it. So after a rotation Grafana is restarted.
 // Whether monitoring and Homepage are Ready is bootstrap-flux's to wait for and report: it runs
 // after this task and owns every Kustomization. Reporting it here too would hold bootstrap-flux back
 // whenever a fix needs a new render, which only bootstrap-flux publishes.
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
+import { sh } from './lib/shell.ts';
 import { applyObjects, exists, namespaceObject, parseExists, readSecret, secretObject, type KubeObject } from './lib/kube.ts';
 
 export const GRAFANA_ADMIN = { namespace: 'monitoring', secret: 'grafana-admin', userKey: 'admin-user', passwordKey: 'admin-password', user: 'admin' } as const;
+/** The grafana subchart's Deployment: `<release>-grafana` for the HelmRelease kube-prometheus-stack. */
+export const GRAFANA_DEPLOYMENT = 'kube-prometheus-stack-grafana';
 
 export interface MonitoringRead {
   secret: 'missing' | 'stale' | 'current';
@@ -22,7 +28,7 @@ export interface MonitoringRead {
 export type MonitoringChange = Change &
   (
     | { kind: 'namespace' }
-    | { kind: 'secret' }
+    | { kind: 'secret'; restartGrafana: boolean }
     | { kind: 'blocked' }
   );
 
@@ -31,6 +37,7 @@ export type MonitoringChange = Change &
 function probe() {
   return {
     namespace: exists('namespace', GRAFANA_ADMIN.namespace),
+    grafana: exists('deployment', GRAFANA_DEPLOYMENT, GRAFANA_ADMIN.namespace),
   };
 }
 
@@ -54,7 +61,10 @@ function check(facts: Facts<MonitoringRead>): MonitoringChange[] {
   else if (!namespace) changes.push({ kind: 'namespace', summary: `namespace ${ns}: missing -> created` });
   if (facts.read.secret !== 'current') {
     const what = facts.read.secret === 'missing' ? 'missing' : 'stale (monitoring.grafana.adminPassword changed)';
-    changes.push({ kind: 'secret', summary: `Secret ${ns}/${secret}: ${what} -> current password` });
+    // A Grafana that runs already holds the old password until its pods are replaced.
+    const restartGrafana = facts.read.secret === 'stale' && parseExists(facts.probe.grafana) === true;
+    const then = restartGrafana ? `, Grafana restarted to use it` : '';
+    changes.push({ kind: 'secret', restartGrafana, summary: `Secret ${ns}/${secret}: ${what} -> current password${then}` });
   }
   return changes;
 }
@@ -75,7 +85,18 @@ async function apply(ctx: ApplyContext, changes: MonitoringChange[]): Promise<vo
     ctx.progress(`applying ${objects.map((o) => `${o.kind} ${o.metadata.name}`).join(', ')}`);
     await applyObjects(ctx, objects);
   }
+  if (changes.some((c) => c.kind === 'secret' && c.restartGrafana)) {
+    ctx.progress('restarting Grafana, so that it starts with the new admin password');
+    await ctx.run(sh`microk8s kubectl rollout restart deployment/${GRAFANA_DEPLOYMENT} -n ${namespace}`, { sudo: true });
+    await ctx.run(sh`microk8s kubectl rollout status deployment/${GRAFANA_DEPLOYMENT} -n ${namespace} --timeout=${`${ROLLOUT_WAIT_S}s`}`, {
+      sudo: true,
+      timeoutMs: (ROLLOUT_WAIT_S + 30) * 1000,
+    });
+  }
 }
+
+/** How long a restarted Grafana may take to be available again. */
+const ROLLOUT_WAIT_S = 180;
 
 const task: Task<MonitoringChange, MonitoringRead> = {
   id: 'seed-monitoring',

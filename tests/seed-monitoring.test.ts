@@ -111,6 +111,14 @@ async function grafanaSecret(ctx: LabCtx): Promise<Record<string, string> | null
   }
 }
 
+/** The admin password the running Grafana pods started with (the lab keeps each workload's
+ *  environment from the moment its pods started). */
+function grafanaRunningPassword(ctx: LabCtx): string | undefined {
+  const host = JSON.parse(fs.readFileSync(path.join(ctx.dir, '.lab', 'hosts', 'node1.json'), 'utf8'));
+  const env = host.microk8s.cluster.kube.running?.['apps/Deployment/monitoring/kube-prometheus-stack-grafana']?.env ?? {};
+  return env.GF_SECURITY_ADMIN_PASSWORD === undefined ? undefined : Buffer.from(env.GF_SECURITY_ADMIN_PASSWORD, 'base64').toString();
+}
+
 const lab = suite<LabCtx>('seed-monitoring on the lab');
 
 lab.before((ctx) => {
@@ -142,9 +150,11 @@ lab('a second run makes no mutating kubectl call', async (ctx) => {
 });
 
 lab('a changed password: `check` reports it (exit 2), `run` rotates the Secret, then all is converged', async (ctx) => {
+  // Flux has not deployed Grafana in this lab yet: only the Secret changes.
+  assert.is(grafanaRunningPassword(ctx), undefined);
   const c = cli(ctx, ROTATED);
   assert.is(await main(['check', 'seed-monitoring', '--lab', '--inventory', ctx.file], c.io), 2, c.text());
-  assert.match(c.text(), /Secret monitoring\/grafana-admin: stale \(monitoring\.grafana\.adminPassword changed\) -> current password/);
+  assert.match(c.text(), /Secret monitoring\/grafana-admin: stale \(monitoring\.grafana\.adminPassword changed\) -> current password$/m);
   const r = await engine(ctx, ROTATED);
   assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
   assert.equal(r.mutatingKubectl, ['microk8s kubectl apply --server-side --field-manager=homelab --force-conflicts -f -']);
@@ -152,6 +162,23 @@ lab('a changed password: `check` reports it (exit 2), `run` rotates the Secret, 
   const j = cli(ctx, ROTATED);
   assert.is(await main(['check', 'seed-monitoring', '--lab', '--json', '--inventory', ctx.file], j.io), 0, j.text());
   assert.is(JSON.parse(j.out[0]).tasks.find((x: { task: string }) => x.task === 'seed-monitoring').status, 'ok');
+});
+
+lab('with Grafana running, a rotated password restarts it, and it runs with the new one', async (ctx) => {
+  const all = cli(ctx, ROTATED);
+  assert.is(await main(['run', 'all', '--lab', '--inventory', ctx.file], all.io), 0, all.text());
+  assert.is(grafanaRunningPassword(ctx), ROTATED, 'Flux deployed Grafana with the current password');
+  const c = cli(ctx, PLANTED);
+  assert.is(await main(['check', 'seed-monitoring', '--lab', '--inventory', ctx.file], c.io), 2, c.text());
+  assert.match(c.text(), /Secret monitoring\/grafana-admin: stale \(monitoring\.grafana\.adminPassword changed\) -> current password, Grafana restarted to use it$/m);
+  const r = await engine(ctx, PLANTED);
+  assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
+  assert.equal(r.mutatingKubectl, [
+    'microk8s kubectl apply --server-side --field-manager=homelab --force-conflicts -f -',
+    'microk8s kubectl rollout restart deployment/kube-prometheus-stack-grafana -n monitoring',
+  ]);
+  assert.is(grafanaRunningPassword(ctx), PLANTED, 'the restarted Grafana started with the new password');
+  assert.is((await engine(ctx, PLANTED, 'check')).unit?.status, 'ok');
 });
 
 lab('the planted passwords appear in no output, no journal, no recorded command line', async (ctx) => {

@@ -29,7 +29,7 @@ import {
   type KubeObject,
   type KubeStore,
 } from './kube-store.ts';
-import { refreshWorkloads, workloadReady } from './kube-workloads.ts';
+import { refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts';
 import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts';
 import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 
@@ -727,21 +727,13 @@ function cascade(env: Env, removed: KubeObject[]): void {
   }
 }
 
-function tunnelToken(store: KubeStore, d: KubeObject): string | null {
+/** The token a cloudflared Deployment's running pods started with (TUNNEL_TOKEN), or null. */
+function tunnelToken(store: KubeStore, key: string, d: KubeObject): string | null {
   const podSpec = (((spec(d).template as Dict | undefined)?.spec ?? {}) as Dict) ?? {};
-  for (const c of (podSpec.containers as Dict[]) ?? []) {
-    const isCloudflared = String(c.image ?? '').includes('cloudflared') || ((c.command as string[]) ?? []).includes('cloudflared');
-    if (!isCloudflared) continue;
-    for (const e of (c.env as Dict[]) ?? []) {
-      if (e.name !== 'TUNNEL_TOKEN') continue;
-      if (typeof e.value === 'string') return e.value;
-      const ref = ((e.valueFrom as Dict | undefined)?.secretKeyRef ?? null) as Dict | null;
-      const secret = ref && store.objects[`/Secret/${d.metadata.namespace}/${ref.name}`];
-      const data = secret && ((secret.data as Dict | undefined) ?? {})[String(ref.key)];
-      if (typeof data === 'string') return Buffer.from(data, 'base64').toString('utf8');
-    }
-  }
-  return null;
+  const cloudflared = ((podSpec.containers as Dict[]) ?? []).some(
+    (c) => String(c.image ?? '').includes('cloudflared') || ((c.command as string[]) ?? []).includes('cloudflared'),
+  );
+  return cloudflared ? (runningEnv(store, key)?.TUNNEL_TOKEN ?? null) : null;
 }
 
 /** Tell lab Cloudflare which tunnel connectors now run: a ready cloudflared, with the token its
@@ -749,23 +741,11 @@ function tunnelToken(store: KubeStore, d: KubeObject): string | null {
  *  Secret reaches cloudflared only when a rollout (a new pod template) replaces the pods. */
 function syncConnectors(env: Env): void {
   const running = new Set<string>();
-  const started = (env.ref.cluster.podTokens ??= {});
   for (const [key, o] of Object.entries(env.store.objects)) {
     if (o.kind !== 'Deployment' || groupOf(o.apiVersion) !== 'apps') continue;
-    const ready = workloadReady(o) && Number(status(o).availableReplicas ?? 0) > 0;
-    const template = JSON.stringify(spec(o).template ?? {});
-    if (!ready) {
-      delete started[key];
-      continue;
-    }
-    if (started[key]?.template !== template) {
-      const token = tunnelToken(env.store, o);
-      if (token) started[key] = { template, token };
-      else delete started[key];
-    }
-    if (started[key]) running.add(started[key].token);
+    const token = tunnelToken(env.store, key, o);
+    if (token && workloadReady(o) && Number(status(o).availableReplicas ?? 0) > 0) running.add(token);
   }
-  for (const key of Object.keys(started)) if (!env.store.objects[key]) delete started[key];
   const before = new Set(env.ref.cluster.connectors);
   for (const t of running) if (!before.has(t)) env.world.hooks.tunnelConnector?.(t, true);
   for (const t of before) if (!running.has(t)) env.world.hooks.tunnelConnector?.(t, false);

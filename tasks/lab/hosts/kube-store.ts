@@ -28,9 +28,10 @@ export interface KubeStore {
   rv: number;
   /** When each object was created or last had its spec changed (epoch ms): rollouts and reconciles start then. */
   changedAt: Record<string, number>;
-  /** Workloads whose pods run, and the pod template they started from: running pods keep what
-   *  they read at start (env from Secrets) until a new template (a rollout) replaces them. */
-  running?: Record<string, string>;
+  /** Workloads whose pods run: the pod template they started from, and the environment they
+   *  read then (values base64, as Secret data is kept). Running pods keep it whatever happens to
+   *  their Secrets since, until a new template (a rollout) replaces them. */
+  running?: Record<string, { template: string; env: Record<string, string> }>;
 }
 
 export interface KindInfo {

@@ -53,6 +53,33 @@ function refKey(ns: string, r: Ref): string {
   return `/${r.kind}/${ns}/${r.name}`;
 }
 
+/** The environment a pod of this workload gets as it starts: literal values and those from
+ *  Secrets and ConfigMaps (keyed by variable name; base64). */
+function startEnv(store: KubeStore, o: KubeObject): Record<string, string> {
+  const ns = o.metadata.namespace ?? 'default';
+  const env: Record<string, string> = {};
+  const spec = podSpec(o);
+  for (const c of [...((spec.initContainers as Dict[]) ?? []), ...((spec.containers as Dict[]) ?? [])]) {
+    for (const e of (c.env as Dict[]) ?? []) {
+      const name = String(e.name);
+      if (typeof e.value === 'string') env[name] = Buffer.from(e.value).toString('base64');
+      const from = e.valueFrom as Dict | undefined;
+      const ref = (from?.secretKeyRef ?? from?.configMapKeyRef) as Dict | undefined;
+      if (!ref) continue;
+      const obj = store.objects[refKey(ns, { kind: from?.secretKeyRef ? 'Secret' : 'ConfigMap', name: String(ref.name) })];
+      const v = (obj?.data as Dict | undefined)?.[String(ref.key)];
+      if (typeof v === 'string') env[name] = from?.secretKeyRef ? v : Buffer.from(v).toString('base64');
+    }
+  }
+  return env;
+}
+
+/** The environment a workload's running pods started with (decoded), or null when none run. */
+export function runningEnv(store: KubeStore, key: string): Record<string, string> | null {
+  const r = store.running?.[key];
+  return r ? Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : null;
+}
+
 /** When the pods could last have started, or null while a required Secret/ConfigMap (key) is missing. */
 function startableSince(store: KubeStore, key: string, o: KubeObject): number | null {
   const ns = o.metadata.namespace ?? 'default';
@@ -150,12 +177,12 @@ export function refreshWorkloads(store: KubeStore, clock: WorkloadClock): void {
     const template = JSON.stringify((o.spec as Dict | undefined)?.template ?? {});
     // Pods already running from this template stay up whatever happens to their Secrets since;
     // with no Ready node they are gone, and new ones must start over.
-    const up = running[key] === template && clock.readyNodes > 0;
+    const up = running[key]?.template === template && clock.readyNodes > 0;
     const since = up ? (store.changedAt[key] ?? 0) : startableSince(store, key, o);
     const readyAt = since === null ? null : since + clock.rolloutMs;
     const ready = up || (readyAt !== null && clock.now >= readyAt && clock.readyNodes > 0);
-    if (ready) running[key] = template;
-    else delete running[key];
+    if (!ready) delete running[key];
+    else if (!up) running[key] = { template, env: startEnv(store, o) };
     const at = ready ? (readyAt as number) : (store.changedAt[key] ?? clock.now);
     const status =
       o.kind === 'Deployment'

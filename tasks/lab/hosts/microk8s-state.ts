@@ -32,9 +32,6 @@ export interface ClusterState {
   kube: KubeStore;
   /** Tunnel connector tokens the lab last reported running to lab Cloudflare. */
   connectors: string[];
-  /** The token each ready cloudflared Deployment's pods started with, and the pod template they
-   *  started from (a new template, as `rollout restart` makes, starts pods that read it anew). */
-  podTokens?: Record<string, { template: string; token: string }>;
 }
 
 export interface NodeState {
