@@ -15,7 +15,6 @@
 import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
-import { sh } from './lib/shell.ts';
 import {
   connectorToken,
   createTunnel,
@@ -34,7 +33,7 @@ import {
   type Tunnel,
   type TunnelConfig,
 } from './lib/cloudflare.ts';
-import { applyObjects, exists, getJson, namespaceObject, parseExists, parseGet, readSecret, secretObject } from './lib/kube.ts';
+import { applyObjects, exists, getJson, namespaceObject, parseExists, parseGet, readSecret, restartDeployment, secretObject, waitRollout } from './lib/kube.ts';
 
 /** Where the rendered repository runs cloudflared and reads its token
  *  (templates/infrastructure/controllers/cloudflared/deployment.yaml). */
@@ -286,14 +285,10 @@ async function waitHealthy(ctx: ApplyContext, tunnelId: string, restart: boolean
   const { namespace, deployment } = CLOUDFLARED;
   if (restart) {
     ctx.progress('restarting cloudflared, so that its pods start with the current token');
-    await ctx.run(sh`microk8s kubectl rollout restart deployment/${deployment} -n ${namespace}`, { sudo: true });
+    await restartDeployment(ctx, namespace, deployment);
   }
   ctx.progress('waiting for cloudflared to connect the tunnel');
-  await ctx.run(sh`microk8s kubectl rollout status deployment/${deployment} -n ${namespace} --timeout=${`${HEALTH_WAIT_S}s`}`, {
-    sudo: true,
-    allowExit: [1],
-    timeoutMs: (HEALTH_WAIT_S + 30) * 1000,
-  });
+  await waitRollout(ctx, namespace, deployment, HEALTH_WAIT_S, { tolerateTimeout: true });
   const cf = await ctx.apis.cloudflare();
   const deadline = Date.now() + 60_000;
   while ((await getTunnel(cf, ctx.inventory.tunnel.accountId, tunnelId)).status !== 'healthy' && Date.now() < deadline) {

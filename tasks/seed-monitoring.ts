@@ -14,8 +14,7 @@
 // whenever a fix needs a new render, which only bootstrap-flux publishes.
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
-import { sh } from './lib/shell.ts';
-import { applyObjects, exists, namespaceObject, parseExists, readSecret, secretObject, type KubeObject } from './lib/kube.ts';
+import { applyObjects, exists, namespaceObject, parseExists, readSecret, restartDeployment, secretObject, waitRollout, type KubeObject } from './lib/kube.ts';
 
 export const GRAFANA_ADMIN = { namespace: 'monitoring', secret: 'grafana-admin', userKey: 'admin-user', passwordKey: 'admin-password', user: 'admin' } as const;
 /** The grafana subchart's Deployment: `<release>-grafana` for the HelmRelease kube-prometheus-stack. */
@@ -87,11 +86,8 @@ async function apply(ctx: ApplyContext, changes: MonitoringChange[]): Promise<vo
   }
   if (changes.some((c) => c.kind === 'secret' && c.restartGrafana)) {
     ctx.progress('restarting Grafana, so that it starts with the new admin password');
-    await ctx.run(sh`microk8s kubectl rollout restart deployment/${GRAFANA_DEPLOYMENT} -n ${namespace}`, { sudo: true });
-    await ctx.run(sh`microk8s kubectl rollout status deployment/${GRAFANA_DEPLOYMENT} -n ${namespace} --timeout=${`${ROLLOUT_WAIT_S}s`}`, {
-      sudo: true,
-      timeoutMs: (ROLLOUT_WAIT_S + 30) * 1000,
-    });
+    await restartDeployment(ctx, namespace, GRAFANA_DEPLOYMENT);
+    await waitRollout(ctx, namespace, GRAFANA_DEPLOYMENT, ROLLOUT_WAIT_S);
   }
 }
 

@@ -169,6 +169,23 @@ export async function applyObjects(ctx: ApplyContext, objects: KubeObject[]): Pr
   });
 }
 
+/** `kubectl rollout restart`: new pods, which read their Secrets anew (running pods never do). */
+export async function restartDeployment(ctx: ApplyContext, namespace: string, name: string): Promise<void> {
+  await ctx.run(sh`microk8s kubectl rollout restart deployment/${name} -n ${namespace}`, { sudo: true });
+}
+
+/**
+ * Wait (bounded) for a Deployment's rollout to finish. With `tolerateTimeout` a rollout still
+ * going when the time is up is left to the runner's re-check; otherwise it fails the task.
+ */
+export async function waitRollout(ctx: ApplyContext, namespace: string, name: string, waitS: number, o: { tolerateTimeout?: boolean } = {}): Promise<void> {
+  await ctx.run(sh`microk8s kubectl rollout status deployment/${name} -n ${namespace} --timeout=${`${waitS}s`}`, {
+    sudo: true,
+    ...(o.tolerateTimeout ? { allowExit: [1] } : {}),
+    timeoutMs: (waitS + 30) * 1000,
+  });
+}
+
 /**
  * Wait (bounded) until every `resource/name` in `namespace` has condition Ready. Resolves with
  * what kubectl said; a timeout is not an error here: the runner's re-check reports what is left.

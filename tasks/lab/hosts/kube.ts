@@ -646,7 +646,9 @@ async function rollout(ctx: Ctx, a: Args): Promise<CommandResult> {
 
 /** `kubectl rollout restart`: kubectl patches the pod template's `kubectl.kubernetes.io/restartedAt`
  *  annotation (kubernetes-client/csharp#657 shows the request body), a spec change, so the
- *  controller replaces the pods; they read their Secrets anew as they start. */
+ *  controller replaces the pods; they read their Secrets anew as they start. It prints the object
+ *  with the name printer and the verb "restarted" (kubectl pkg/cmd/rollout/rollout_restart.go:
+ *  `o.ToPrinter("restarted")`), e.g. `deployment.apps/cloudflared restarted`. */
 async function restart(ctx: Ctx, out: Out, kind: KindInfo, name: string): Promise<CommandResult> {
   await settle(ctx.inv.world, ctx.ref);
   if (!['Deployment', 'DaemonSet', 'StatefulSet'].includes(kind.kind)) return out.fail(`error: ${qualifiedPlural(kind)} "${name}" restarting is not supported`);
