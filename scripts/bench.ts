@@ -8,6 +8,7 @@
 //
 // The check is timed in-process (runEngine, as `tasks check all` calls it) so that the ssh runs can
 // point at the sshds; the CLI's own start-up is the separate `tasks list` row.
+import '../tasks/lib/node-version.ts'; // first: an older Node stops here with a sentence
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

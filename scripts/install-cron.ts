@@ -7,6 +7,7 @@
 // most ~2 MiB), and still prints it, so cron mails what the check printed: nothing when converged.
 // The line ends with a tag naming the inventory: installing again replaces exactly that line,
 // --uninstall removes exactly that line, and nothing else of the user's crontab is touched.
+import '../tasks/lib/node-version.ts'; // first: an older Node stops here with a sentence
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

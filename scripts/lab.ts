@@ -1,5 +1,6 @@
 // The lab's command-line face: run a command on a simulated host (to cause drift the way a person
 // would), print the lab's state, forget it, or keep it up for trying things by hand.
+import '../tasks/lib/node-version.ts'; // first: an older Node stops here with a sentence
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';

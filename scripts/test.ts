@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { SKIP_PREFIX } from '../tests/helpers/skip.ts';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const testsDir = path.join(root, 'tests');
@@ -34,6 +35,9 @@ interface Result {
   ms: number;
   passed: number;
   total: number;
+  skipped: number;
+  /** `SKIPPED <reason>\t<test>` lines (tests/helpers/skip.ts), for the closing summary. */
+  reasons: string[];
 }
 
 const strip = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
@@ -54,7 +58,8 @@ function runFile(file: string): Promise<Result> {
       const plain = strip(out);
       const sum = (label: string) => [...plain.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
       process.stdout.write(`\n── ${file} (${(ms / 1000).toFixed(1)}s)${code === 0 ? '' : ` FAILED (exit ${code ?? signal})`}\n${out}`);
-      resolve({ file, code: code ?? 1, ms, passed: sum('Passed'), total: sum('Total') });
+      const reasons = [...plain.matchAll(new RegExp(`^${SKIP_PREFIX} (.*)$`, 'gm'))].map((m) => m[1]);
+      resolve({ file, code: code ?? 1, ms, passed: sum('Passed'), total: sum('Total'), skipped: sum('Skipped'), reasons });
     });
   });
 }
@@ -77,6 +82,14 @@ const failedFiles = results.filter((r) => r.code !== 0);
 // A file that crashed before its summary still counts: its unreported tests are failures.
 const failed = total - passed + failedFiles.filter((r) => r.total === r.passed).length;
 console.log(`\n${files.length} files, ${jobs} at a time, in ${((Date.now() - t0) / 1000).toFixed(1)}s; slowest: ${[...results].sort((a, b) => b.ms - a.ms).slice(0, 4).map((r) => `${r.file} ${(r.ms / 1000).toFixed(0)}s`).join(', ')}`);
+const skipped = results.reduce((n, r) => n + r.skipped, 0);
+// Why tests were skipped, once per reason: what this machine lacks to run every suite.
+const why = new Map<string, string[]>();
+for (const r of results) for (const line of r.reasons) {
+  const reason = line.split('\t')[0];
+  why.set(reason, [...(why.get(reason) ?? []), r.file]);
+}
+for (const [reason, where] of why) console.log(`skipped: ${reason} (${where.length} test${where.length === 1 ? '' : 's'} in ${[...new Set(where)].join(', ')})`);
 for (const r of failedFiles) console.log(`FAILED: ${r.file} (exit ${r.code})`);
-console.log(`${passed} passed, ${failed} failed`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exitCode = failed > 0 || failedFiles.length > 0 || files.length === 0 ? 1 : 0;

@@ -1,6 +1,7 @@
 // The `tasks` CLI: parses argv, loads the inventory, hands over to the engine. One exit point: every
 // error ends in `main`'s catch, which maps it to a message and an exit code (design.md "Output and
 // exit codes"). Commands import what they need lazily, so `list` and `--help` stay cheap.
+import './lib/node-version.ts'; // first: an older Node stops here with a sentence
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { UserError } from './lib/errors.ts';
@@ -68,10 +69,17 @@ plane and the APIs; local: on this machine), what each needs, and its title.`,
   graph: `Usage: npx tsx tasks graph
 
 Prints the task graph as a Mermaid flowchart (graph TD, one edge per need).`,
-  render: `Usage: npx tsx tasks render --out DIR [--inventory PATH]
+  render: `Usage: npx tsx tasks render --out DIR [--lab] [--inventory PATH]
 
-Renders the GitOps repository from templates/ and the inventory into DIR, then validates it.
-Only files the renderer owns are ever written or deleted in DIR.`,
+Renders the GitOps repository from templates/ and the inventory into DIR, then validates it: the
+tree bootstrap-flux commits, with Flux's components (clusters/<name>/flux-system/gotk-components.yaml)
+when an earlier run cached them beside the inventory, a placeholder that still builds when not.
+Only files the renderer owns are ever written or deleted in DIR.
+
+Options:
+  --out DIR             where to write (created if missing)
+  --lab                 use the components the lab's runs cached
+  --inventory PATH      the inventory (default ./inventory.yaml)`,
   status: `Usage: npx tsx tasks status [--json] [--inventory PATH]
 
 Prints the outcome of the last run or check recorded in .tasks/ beside the inventory.`,

@@ -8,6 +8,10 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { main, HELP, type CliIo } from '../tasks/index.ts';
 import { badInventories, GOOD_INVENTORY } from './fixtures/bad-inventories.ts';
+import { nodeTooOld } from '../tasks/lib/node-version.ts';
+import { findExecutable } from '../tasks/lib/render.ts';
+import { cli as labCli, labRepoPath, singleNode, workdir as labWorkdir } from './helpers/lab-cli.ts';
+import { testIf } from './helpers/skip.ts';
 
 function io(cwd: string, env: NodeJS.ProcessEnv = {}) {
   const out: string[] = [];
@@ -155,4 +159,70 @@ proc('`npx tsx tasks` is the CLI: list prints the seven tasks, an invalid invent
   assert.match(bad.stderr, /inventory\.yaml:\d+:\d+/);
 });
 
+proc('the Node.js lines: 22.13 and newer run; older ones are told which Node is needed', () => {
+  for (const v of ['22.13.0', '22.23.3', '24.22.3', '26.12.1']) assert.is(nodeTooOld(v, '/x/node'), null, v);
+  for (const v of ['20.20.2', '22.12.0', '18.20.8']) {
+    const m = nodeTooOld(v, '/x/node');
+    assert.ok(m, v);
+    assert.match(m!, `homelab needs Node.js 22.13 or newer (an LTS line: 22, 24 or 26); this is Node.js v${v} (/x/node)`);
+  }
+});
+
+// Debian 12's own node is 20: the guard is tried with the real thing when the machine has it.
+const oldNode = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {
+  const r = spawnSync(p, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+  return r.status === 0 && Number(r.stdout.split('.')[0]) < 22;
+});
+testIf(proc, oldNode ? null : 'no Node.js older than 22 on this machine', 'an older Node.js: one sentence on stderr, exit 1, nothing run', () => {
+  const tsx = path.resolve('node_modules/tsx/dist/cli.mjs');
+  const dir = workdir();
+  for (const args of [['tasks', 'check', 'all'], ['scripts/lab.ts', 'state']]) {
+    const r = spawnSync(oldNode!, [tsx, path.resolve(args[0]), ...args.slice(1), '--inventory', path.join(dir, 'inventory.yaml')], { cwd: dir, encoding: 'utf8' });
+    assert.is(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^error: homelab needs Node\.js 22\.13 or newer \(an LTS line: 22, 24 or 26\); this is Node\.js v\d+/);
+    assert.not.match(r.stderr, /    at /);
+    assert.not.ok(fs.existsSync(path.join(dir, '.tasks')) || fs.existsSync(path.join(dir, '.lab')), 'nothing ran');
+  }
+});
+
 proc.run();
+
+const render = suite('render --out');
+const kubectl = findExecutable('kubectl');
+
+testIf(render, kubectl || process.env.CI ? null : 'kubectl is not installed', 'render --out writes the tree bootstrap-flux commits, and it builds: before a run with a placeholder, after it with the components', async () => {
+  const w = labWorkdir(singleNode(), 'hl-cli-render-');
+  try {
+    const before = path.join(w.dir, 'before');
+    const r0 = await labCli(['render', '--out', before, '--lab', '--inventory', w.file]);
+    assert.is(r0.code, 0, r0.text());
+    assert.match(r0.err.join('\n'), /gotk-components\.yaml holds a placeholder: Flux v2\.9\.4's components are not cached/);
+    const flux = 'clusters/production/flux-system';
+    const b0 = spawnSync(kubectl ?? 'kubectl', ['kustomize', path.join(before, flux)], { encoding: 'utf8' });
+    assert.is(b0.status, 0, b0.stderr);
+
+    const run = await labCli(['run', 'all', '--lab', '--inventory', w.file]);
+    assert.is(run.code, 0, run.text());
+    const after = path.join(w.dir, 'after');
+    const r1 = await labCli(['render', '--out', after, '--lab', '--inventory', w.file]);
+    assert.is(r1.code, 0, r1.text());
+    assert.is(r1.err.join('\n'), '');
+    const b1 = spawnSync(kubectl ?? 'kubectl', ['kustomize', path.join(after, flux)], { encoding: 'utf8' });
+    assert.is(b1.status, 0, b1.stderr);
+    assert.match(b1.stdout, /kind: Deployment\n(?:.*\n)*?  name: source-controller/);
+    // Byte for byte what the run committed, file by file (the repository also has GitHub's README).
+    const repo = labRepoPath(w.dir);
+    const written = (fs.readdirSync(after, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+      .filter((d) => d.isFile())
+      .map((d) => path.relative(after, path.join(d.parentPath, d.name)));
+    assert.ok(written.includes(`${flux}/gotk-components.yaml`) && written.length > 30, written.join(', '));
+    for (const file of written) {
+      const committed = spawnSync('git', ['show', `main:${file}`], { cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
+      assert.is(fs.readFileSync(path.join(after, file), 'utf8'), committed, file);
+    }
+  } finally {
+    w.remove();
+  }
+});
+
+render.run();

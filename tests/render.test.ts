@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { testIf } from './helpers/skip.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -380,11 +381,7 @@ validate('policy: a NodePort Service, a Secret with a value, an unlisted manifes
   assert.ok(problems.includes('apps/base/homepage/extra.yaml: [layout] not listed in apps/base/homepage/kustomization.yaml: Flux would not apply it'), problems.join('\n'));
 });
 
-validate('kustomize: every kustomization builds, a broken one is named with kustomize\'s message', async () => {
-  if (!kubectl && !process.env.CI) {
-    console.log('  (kubectl is not installed: skipped)');
-    return;
-  }
+testIf(validate, kubectl || process.env.CI ? null : 'kubectl is not installed', 'kustomize: every kustomization builds, a broken one is named with kustomize\'s message', async () => {
   const inv = example();
   const components = 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n  labels:\n    app.kubernetes.io/part-of: flux\n';
   const { files } = await renderRepository(inv, { extraFiles: { [fluxComponentsPath(inv)]: components } });
@@ -398,11 +395,7 @@ validate('kustomize: every kustomization builds, a broken one is named with kust
   assert.not.match(build[0].message, os.tmpdir());
 });
 
-validate('kustomize: objects are checked as built (generated ConfigMaps, patched Deployments)', async () => {
-  if (!kubectl && !process.env.CI) {
-    console.log('  (kubectl is not installed: skipped)');
-    return;
-  }
+testIf(validate, kubectl || process.env.CI ? null : 'kubectl is not installed', 'kustomize: objects are checked as built (generated ConfigMaps, patched Deployments)', async () => {
   const { files } = await renderRepository(example());
   const patch = 'apps/production/homepage-patch.yaml';
   files.set(patch, (files.get(patch) as string).replace('memory: 512Mi', 'memory: lots'));
@@ -412,11 +405,7 @@ validate('kustomize: objects are checked as built (generated ConfigMaps, patched
   ]);
 });
 
-validate('yamllint findings are problems', async () => {
-  if (!yamllint) {
-    console.log('  (yamllint is not installed: skipped; apt-get install -y yamllint)');
-    return;
-  }
+testIf(validate, yamllint ? null : 'yamllint is not installed (apt-get install -y yamllint)', 'yamllint findings are problems', async () => {
   const { files } = await renderRepository(example());
   files.set('apps/base/homepage/service.yaml', `${files.get('apps/base/homepage/service.yaml')}   \n`);
   const problems = await validateRendered(files, { kubectl: null });

@@ -185,7 +185,7 @@ lab('the planted passwords appear in no output, no journal, no recorded command 
   const journal = path.join(ctx.dir, '.tasks');
   const files = fs.readdirSync(journal, { recursive: true, withFileTypes: true }).filter((f) => f.isFile());
   assert.ok(files.length > 0, 'there is a journal to look at');
-  const texts = [...ctx.seen, ...files.map((f) => fs.readFileSync(path.join(f.parentPath ?? f.path, f.name), 'utf8'))];
+  const texts = [...ctx.seen, ...files.map((f) => fs.readFileSync(path.join(f.parentPath, f.name), 'utf8'))];
   assert.ok(ctx.seen.length > 50, 'outputs and command lines were collected');
   for (const secret of [PLANTED, ROTATED]) {
     for (const form of [secret, Buffer.from(secret).toString('base64')]) {

@@ -69,9 +69,19 @@ async function status(opts: CliOptions, io: CliIo): Promise<number> {
 async function render(opts: CliOptions, io: CliIo): Promise<number> {
   const { loadInventory } = await import('../lib/inventory.ts');
   const inventory = loadInventory(opts.inventory);
-  const { renderAndValidate, writeRendered } = await import('../lib/render.ts');
+  const { renderAndValidate, writeRendered, fluxComponentsPath } = await import('../lib/render.ts');
+  const { cachedInstallManifest, FLUX_RELEASES } = await import('../lib/flux.ts');
+  // The tree bootstrap-flux commits, Flux's components included when an earlier run cached them
+  // (the lab's release server listens on 127.0.0.1, so its downloads are cached under that name).
+  const components = await cachedInstallManifest(inventory, opts.lab ? 'http://127.0.0.1' : FLUX_RELEASES);
+  const componentsPath = fluxComponentsPath(inventory);
+  const componentsText =
+    components?.text ??
+    `# Flux ${inventory.flux.version}'s components (its release's install.yaml) belong here. They were not\n` +
+      `# downloaded yet when this tree was rendered: bootstrap-flux downloads them, checks them against the\n` +
+      `# release's checksums, caches them and commits them; render again after that to have them here.\n`;
   // Validation runs before anything is written: a broken template leaves DIR as it was.
-  const rendered = await renderAndValidate(inventory);
+  const rendered = await renderAndValidate(inventory, { extraFiles: { [componentsPath]: componentsText } });
   const report = await writeRendered(opts.out!, rendered.files);
   const rel = path.relative(io.cwd, opts.out!);
   const shown = !rel || rel.startsWith('..') ? opts.out! : rel;
@@ -83,6 +93,12 @@ async function render(opts: CliOptions, io: CliIo): Promise<number> {
   for (const f of report.overwrittenEdits) io.err(`warning: ${f} had been edited by hand; overwritten (the inventory and templates/ are the source)`);
   for (const f of report.keptEdited) io.err(`warning: ${f} is no longer rendered but was edited by hand; left in place and no longer owned`);
   for (const f of report.deleted) io.out(`  deleted ${f} (rendered before, not any more)`);
+  if (!components) {
+    io.err(
+      `note: ${componentsPath} holds a placeholder: Flux ${inventory.flux.version}'s components are not cached beside the inventory yet ` +
+        `(\`npx tsx tasks run bootstrap-flux${opts.lab ? ' --lab' : ''}\` downloads them); the tree builds without them`,
+    );
+  }
   return 0;
 }
 

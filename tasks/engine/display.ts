@@ -158,7 +158,8 @@ export async function createListrReporter(o: DisplayOptions): Promise<Reporter> 
         {
           concurrent: true,
           exitOnError: false,
-          collectErrors: 'minimal',
+          // The exit code comes from our own outcomes, never from listr2's collected errors.
+          collectErrors: false,
           rendererOptions: { collapseSubtasks: false, collapseErrors: false, showErrorMessage: false },
         },
       );

@@ -78,27 +78,38 @@ async function writeAtomic(file: string, text: string): Promise<void> {
 }
 
 /**
+ * The install manifest of `inv.flux.version` as an earlier download left it in the cache, or null
+ * when it was never downloaded from there. Nothing is downloaded; a cached file whose hash changed
+ * since is refused.
+ */
+export async function cachedInstallManifest(inv: Inventory, releasesUrl = FLUX_RELEASES): Promise<InstallManifest | null> {
+  const dir = cacheDir(inv, releasesUrl);
+  const file = path.join(dir, 'install.yaml');
+  const [cached, recorded] = await Promise.all([readFile(file, 'utf8').catch(() => null), readFile(`${file}.sha256`, 'utf8').catch(() => null)]);
+  if (cached === null || recorded === null) return null;
+  const want = checksumFor(recorded, 'install.yaml');
+  const got = sha256(cached);
+  if (want !== got) {
+    throw new UserError(
+      `${file} changed since it was downloaded (sha256 ${got}, recorded ${want ?? 'unreadable'}); refusing to use it. ` +
+        `Delete ${dir} to download Flux ${inv.flux.version} again.`,
+    );
+  }
+  return { text: cached, sha256: got, file, downloaded: false };
+}
+
+/**
  * The install manifest of `inv.flux.version`. The first call downloads it and the release's
  * checksums, refuses a file whose sha256 the release does not list, and caches both the file and
  * its hash (in `sha256sum` format); later calls read the cache and refuse a file whose hash
  * changed since. Nothing is downloaded when the cache is good.
  */
 export async function installManifest(inv: Inventory, releasesUrl = FLUX_RELEASES): Promise<InstallManifest> {
+  const cached = await cachedInstallManifest(inv, releasesUrl);
+  if (cached) return cached;
   const dir = cacheDir(inv, releasesUrl);
   const file = path.join(dir, 'install.yaml');
   const record = `${file}.sha256`;
-  const [cached, recorded] = await Promise.all([readFile(file, 'utf8').catch(() => null), readFile(record, 'utf8').catch(() => null)]);
-  if (cached !== null && recorded !== null) {
-    const want = checksumFor(recorded, 'install.yaml');
-    const got = sha256(cached);
-    if (want !== got) {
-      throw new UserError(
-        `${file} changed since it was downloaded (sha256 ${got}, recorded ${want ?? 'unreadable'}); refusing to use it. ` +
-          `Delete ${dir} to download Flux ${inv.flux.version} again.`,
-      );
-    }
-    return { text: cached, sha256: got, file, downloaded: false };
-  }
   const base = `${releasesUrl.replace(/\/+$/, '')}/${inv.flux.version}`;
   const what = `Flux ${inv.flux.version}'s install manifest`;
   const [text, checksums] = await Promise.all([download(`${base}/install.yaml`, what), download(`${base}/${checksumsName(inv.flux.version)}`, `Flux ${inv.flux.version}'s checksums`)]);
