@@ -222,12 +222,27 @@ function missingRef(store: KubeStore, o: KubeObject): string | null {
   return null;
 }
 
+/** A node pods can be placed on: its Node name, address, and the first address of its pod block. */
+export interface PodNode {
+  name: string;
+  address: string;
+  /** The node's Calico block base (its vxlan.calico address); pods take the addresses after it. */
+  block: string;
+}
+
+/** A pod with the store key of the workload that owns it. */
+export interface OwnedPod {
+  owner: string;
+  pod: KubeObject;
+}
+
 /**
  * The pods the lab's workloads run (read-only, made from their status): one per replica, or per
- * node for a DaemonSet, Running and Ready when the workload is available.
+ * node for a DaemonSet, Running and Ready when the workload is available. Pods are spread over the
+ * nodes in order; each gets the next address of its node's block, a host-network pod its node's.
  */
-export function podObjects(store: KubeStore, nodes: { name: string; address: string }[]): KubeObject[] {
-  const pods: KubeObject[] = [];
+export function ownedPods(store: KubeStore, nodes: PodNode[]): OwnedPod[] {
+  const pods: OwnedPod[] = [];
   for (const [key, o] of Object.entries(store.objects)) {
     if (groupOf(o.apiVersion) !== 'apps' || !['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)) continue;
     const spec = (o.spec ?? {}) as Dict;
@@ -235,7 +250,8 @@ export function podObjects(store: KubeStore, nodes: { name: string; address: str
     const ready = workloadReady(o) && nodes.length > 0;
     const blocked = missingRef(store, o);
     const template = (spec.template ?? {}) as Dict;
-    const containers = ((template.spec as Dict | undefined)?.containers as Dict[]) ?? [];
+    const podSpec = (template.spec as Dict | undefined) ?? {};
+    const containers = (podSpec.containers as Dict[]) ?? [];
     const owner = o.kind === 'Deployment' ? `${o.metadata.name}-${templateHash(o)}` : o.metadata.name;
     const since = iso(store.changedAt[key] ?? Date.now());
     for (let i = 0; i < count; i++) {
@@ -244,7 +260,7 @@ export function podObjects(store: KubeStore, nodes: { name: string; address: str
       const waiting = blocked
         ? { waiting: { reason: 'CreateContainerConfigError', message: blocked } }
         : { waiting: { reason: 'ContainerCreating' } };
-      pods.push({
+      const pod: KubeObject = {
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: {
@@ -254,7 +270,7 @@ export function podObjects(store: KubeStore, nodes: { name: string; address: str
           ownerReferences: [{ apiVersion: 'apps/v1', kind: o.kind === 'Deployment' ? 'ReplicaSet' : o.kind, name: owner, controller: true }],
           creationTimestamp: since,
         },
-        spec: { ...((template.spec as Dict) ?? {}), nodeName: node?.name },
+        spec: { ...podSpec, nodeName: node?.name },
         status: {
           phase: ready ? 'Running' : 'Pending',
           hostIP: node?.address,
@@ -273,8 +289,36 @@ export function podObjects(store: KubeStore, nodes: { name: string; address: str
             state: ready ? { running: { startedAt: since } } : waiting,
           })),
         },
-      });
+      };
+      pods.push({ owner: key, pod });
     }
   }
-  return pods.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name));
+  pods.sort((a, b) => (a.pod.metadata.namespace ?? '').localeCompare(b.pod.metadata.namespace ?? '') || a.pod.metadata.name.localeCompare(b.pod.metadata.name));
+  assignAddresses(pods, nodes);
+  return pods;
+}
+
+/** `status.podIP`: the node's address for a host-network pod, else the next one of its node's block. */
+function assignAddresses(pods: OwnedPod[], nodes: PodNode[]): void {
+  const next = new Map(nodes.map((n) => [n.name, 1]));
+  for (const { pod } of pods) {
+    const spec = (pod.spec ?? {}) as Dict;
+    const node = nodes.find((n) => n.name === spec.nodeName);
+    if (!node) continue;
+    let ip = node.address;
+    if (spec.hostNetwork !== true) {
+      const n = next.get(node.name) ?? 1;
+      next.set(node.name, n + 1);
+      const [a, b, c, d] = node.block.split('.').map(Number);
+      ip = `${a}.${b}.${c}.${d + n}`;
+    }
+    const status = pod.status as Dict;
+    status.podIP = ip;
+    status.podIPs = [{ ip }];
+  }
+}
+
+/** The pods alone, as `kubectl get pods` lists them. */
+export function podObjects(store: KubeStore, nodes: PodNode[]): KubeObject[] {
+  return ownedPods(store, nodes).map((p) => p.pod);
 }

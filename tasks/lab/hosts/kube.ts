@@ -29,7 +29,7 @@ import {
 import { deletedLine, jsonpath, listOf, nameOf, table, toJson, toYaml } from './kube-output.ts';
 import { kubeMinor, kubeVersion, poll, saveCluster, type ClusterRef } from './microk8s-state.ts';
 import { nodeObjects } from './microk8s-cluster.ts';
-import { podObjects } from './kube-workloads.ts';
+import { labPods } from './pods.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
 
@@ -306,13 +306,7 @@ function derived(ctx: Ctx, kind: KindInfo): KubeObject[] | null {
   if (kind.group !== '') return null;
   if (kind.kind === 'Node') return nodeObjects(ctx.inv.world, ctx.ref);
   if (kind.kind !== 'Pod') return null;
-  const ready = nodeObjects(ctx.inv.world, ctx.ref).filter((n) =>
-    ((n.status as { conditions: { type: string; status: string }[] }).conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
-  );
-  return podObjects(
-    ctx.store,
-    ready.map((n) => ({ name: n.metadata.name, address: (n.status as { addresses: { address: string }[] }).addresses[0].address })),
-  );
+  return labPods(ctx.inv.world, ctx.ref).map((p) => p.object);
 }
 
 function objectsOf(ctx: Ctx, kind: KindInfo, namespace: string | null): KubeObject[] {
