@@ -1,0 +1,111 @@
+// Read the homelab's own health: what the cluster says about itself once everything is deployed.
+// What I look at (one probe round trip, through the API server, no port forwards): Nodes, pods and
+// workloads (`kubectl get ... -o json`), and Prometheus' scrape targets and alerts through the API
+// server's service proxy (tasks/lib/health.ts).
+// What I compare: nothing with the inventory. Every Node Ready, every workload's pods Ready, every
+// scrape target up, no alert firing but the ones that fire by design.
+// What I change: nothing; no task can repair a crashing pod or a dead disk by itself. `run` waits,
+// bounded, for what is still starting (a pod being created, a target not scraped yet) and then
+// reports what is left as a failure that names it, once: it never loops on it. `check` reports it
+// as drift (exit 2), in --json and in the GitHub drift issue like every other change.
+import type { Inventory } from './lib/inventory-types.ts';
+import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
+import { sh } from './lib/shell.ts';
+import { UserError } from './lib/errors.ts';
+import { kubeFailure, type KubeObject } from './lib/kube.ts';
+import {
+  alertProblems,
+  nodeProblems,
+  parsePrometheus,
+  prometheusProxyPath,
+  targetProblems,
+  workloadProblems,
+  type HealthProblem,
+} from './lib/health.ts';
+
+export type HealthChange = Change & { kind: 'health'; settling: boolean };
+
+export interface HealthOptions {
+  /** How long `run` waits for what is still starting (default 5 minutes). */
+  waitMs?: number;
+  /** How often it looks again meanwhile (default 2 s). */
+  pollMs?: number;
+}
+
+const KINDS = 'nodes,pods,deployments,statefulsets,daemonsets';
+
+function probe() {
+  return {
+    objects: sh`microk8s kubectl get ${KINDS} -A -o json`,
+    targets: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/targets?state=active')}`,
+    alerts: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/alerts')}`,
+  };
+}
+
+function items(out: ProbeOutput): KubeObject[] {
+  try {
+    return ((JSON.parse(out.stdout) as { items?: KubeObject[] }).items ?? []) as KubeObject[];
+  } catch {
+    return [];
+  }
+}
+
+/** Everything wrong, in the order a person fixes things: the cluster, nodes, workloads, targets, alerts. */
+export function problems(p: Record<string, ProbeOutput>, inv: Inventory): HealthProblem[] {
+  const objects = p.objects;
+  if (!objects || objects.exitCode === 127) return [{ subject: 'cluster', state: 'unknown (MicroK8s is not installed on the first control plane)', settling: false }];
+  if (objects.exitCode !== 0) return [{ subject: 'cluster API', state: `unavailable (${kubeFailure(objects)})`, settling: false }];
+  const all = items(objects);
+  const out = [...nodeProblems(all), ...workloadProblems(all)];
+  const targets = parsePrometheus<Parameters<typeof targetProblems>[0]>(p.targets, 'activeTargets');
+  const alerts = parsePrometheus<Parameters<typeof alertProblems>[0]>(p.alerts, 'alerts');
+  if (!targets.ok) out.push({ subject: 'Prometheus', state: `its API cannot be read through the API server (${targets.why})`, settling: false });
+  else out.push(...targetProblems(targets.data ?? [], new Map(inv.hosts.map((h) => [h.address, h.name]))));
+  if (alerts.ok) out.push(...alertProblems(alerts.data ?? []));
+  return out;
+}
+
+function check(facts: Facts, inv: Inventory): HealthChange[] {
+  return problems(facts.probe, inv).map((h) => ({ kind: 'health', settling: h.settling, summary: `${h.subject}: ${h.state}` }));
+}
+
+function unhealthy(lines: string[]): UserError {
+  return new UserError(
+    `the homelab is not healthy (${lines.length} problem${lines.length === 1 ? '' : 's'}; no task changes these by itself):\n  ${lines.join('\n  ')}\n` +
+      'To see why on the first control plane: microk8s kubectl describe pod -n NAMESPACE NAME, ' +
+      'microk8s kubectl logs --previous -n NAMESPACE NAME, and each target\'s error above.',
+  );
+}
+
+async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOptions): Promise<void> {
+  const waitMs = opts.waitMs ?? 5 * 60_000;
+  let pending = changes;
+  const t0 = Date.now();
+  while (pending.some((c) => c.settling) && Date.now() - t0 < waitMs) {
+    const first = pending.find((c) => c.settling)!;
+    const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
+    ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${first.summary}${more}`);
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
+    const p: Record<string, ProbeOutput> = {};
+    for (const [name, script] of Object.entries(probe())) {
+      const r = await ctx.run(script, { allowExit: [1, 127] });
+      p[name] = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+    }
+    pending = check({ probe: p, read: undefined }, ctx.inventory);
+  }
+  if (pending.length) throw unhealthy(pending.map((c) => c.summary));
+}
+
+export function healthTask(opts: HealthOptions = {}): Task<HealthChange> {
+  return {
+    id: 'health',
+    title: "Read the homelab's own health: nodes, workloads, scrape targets, alerts",
+    needs: ['bootstrap-flux'],
+    scope: 'cluster',
+    probe,
+    check,
+    apply: (ctx, changes) => apply(ctx, changes, opts),
+  };
+}
+
+export default healthTask();

@@ -1,0 +1,219 @@
+// The health task's reading of what a cluster says about itself, fed with what kubectl and the
+// Prometheus API print (shapes: kubernetes core/v1 and apps/v1; prometheus web/api/v1/api.go and
+// its web UI's TargetsResult / alerts types). The lab's side of the same story is in the lab
+// suites; here every kind of problem is told apart and worded.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Inventory } from '../tasks/lib/inventory-types.ts';
+import type { ProbeOutput } from '../tasks/lib/task.ts';
+import health, { healthTask, problems, type HealthChange } from '../tasks/health.ts';
+import type { ApplyContext } from '../tasks/lib/task.ts';
+
+const inv = { hosts: [{ name: 'node1', address: '192.168.1.10' }, { name: 'node2', address: '192.168.1.11' }] } as unknown as Inventory;
+
+const ok = (v: unknown): ProbeOutput => ({ stdout: JSON.stringify(v), stderr: '', exitCode: 0 });
+const fail = (stderr: string, exitCode = 1): ProbeOutput => ({ stdout: '', stderr, exitCode });
+
+const readyNode = (name: string) => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name },
+  status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status' }] },
+});
+
+const deployment = (ns: string, name: string, replicas: number, ready: number, conditions: object[] = []) => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name, namespace: ns },
+  spec: { replicas, selector: { matchLabels: { 'app.kubernetes.io/name': name } } },
+  status: { replicas, readyReplicas: ready || undefined, availableReplicas: ready || undefined, conditions },
+});
+
+const pod = (ns: string, app: string, name: string, status: object) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: ns, labels: { 'app.kubernetes.io/name': app } },
+  status,
+});
+
+const HOMEPAGE_MESSAGE =
+  "❌ Failed to initialize required config: /app/config/proxmox.yaml\nReason: EACCES: permission denied, copyfile '/app/src/skeleton/proxmox.yaml' -> '/app/config/proxmox.yaml'\nHint: Make /app/config writable or manually place the config file.\n";
+
+const crashing = pod('homepage', 'homepage', 'homepage-7d9f8b6c5d-x2kqp', {
+  phase: 'Running',
+  conditions: [{ type: 'Ready', status: 'False', reason: 'ContainersNotReady' }],
+  containerStatuses: [
+    {
+      name: 'homepage',
+      ready: false,
+      restartCount: 4,
+      state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 1m20s restarting failed container=homepage pod=homepage-7d9f8b6c5d-x2kqp_homepage(1c1b)' } },
+      lastState: { terminated: { exitCode: 1, reason: 'Error', message: HOMEPAGE_MESSAGE } },
+    },
+  ],
+});
+
+const healthyTargets = {
+  status: 'success',
+  data: {
+    activeTargets: [
+      { labels: { job: 'node-exporter', instance: '192.168.1.10:9100' }, scrapeUrl: 'http://192.168.1.10:9100/metrics', lastError: '', health: 'up' },
+      { labels: { job: 'node-exporter', instance: '192.168.1.11:9100' }, scrapeUrl: 'http://192.168.1.11:9100/metrics', lastError: '', health: 'up' },
+    ],
+    droppedTargets: [],
+  },
+};
+
+const onlyWatchdog = {
+  status: 'success',
+  data: { alerts: [{ labels: { alertname: 'Watchdog', severity: 'none' }, annotations: { summary: 'An alert that should always be firing' }, state: 'firing', activeAt: '2026-12-02T10:00:00Z', value: '1e+00' }] },
+};
+
+function facts(o: { objects?: object[]; targets?: ProbeOutput; alerts?: ProbeOutput } = {}): Record<string, ProbeOutput> {
+  return {
+    objects: ok({ apiVersion: 'v1', kind: 'List', items: o.objects ?? [readyNode('node1'), readyNode('node2')] }),
+    targets: o.targets ?? ok(healthyTargets),
+    alerts: o.alerts ?? ok(onlyWatchdog),
+  };
+}
+
+const lines = (p: Record<string, ProbeOutput>) => health.check({ probe: p, read: undefined }, inv, { host: null }).map((c) => c.summary);
+
+const read = suite('health: reading the cluster');
+
+read('a healthy cluster: nothing to say (Watchdog fires by design)', () => {
+  assert.equal(lines(facts()), []);
+});
+
+read('a crashing workload: its reason, restarts and the program\'s own last words; it is not settling', () => {
+  const p = problems(facts({ objects: [readyNode('node1'), deployment('homepage', 'homepage', 1, 0), crashing] }), inv);
+  assert.is(p.length, 1);
+  assert.is(p[0].subject, 'workload homepage/homepage');
+  assert.match(p[0].state, /^0\/1 ready: homepage: CrashLoopBackOff, restarted 4 times \(exit 1: "❌ Failed to initialize required config: \/app\/config\/proxmox\.yaml \/ Reason: EACCES/);
+  assert.match(p[0].state, /Hint: Make \/app\/config writable/);
+  assert.is(p[0].settling, false);
+});
+
+read('a pod still being created is settling; a missing Secret is not', () => {
+  const creating = pod('monitoring', 'grafana', 'grafana-1', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }], containerStatuses: [{ name: 'grafana', ready: false, restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } }] });
+  const noSecret = pod('cloudflared', 'cloudflared', 'cloudflared-1', { phase: 'Pending', containerStatuses: [{ name: 'cloudflared', ready: false, restartCount: 0, state: { waiting: { reason: 'CreateContainerConfigError', message: 'secret "tunnel-token" not found' } } }] });
+  const p = problems(facts({ objects: [readyNode('node1'), deployment('monitoring', 'grafana', 1, 0), creating, deployment('cloudflared', 'cloudflared', 2, 0), noSecret] }), inv);
+  assert.equal(p.map((x) => [x.subject, x.state, x.settling]), [
+    ['workload monitoring/grafana', '0/1 ready: Pending (starting)', true],
+    ['workload cloudflared/cloudflared', '0/2 ready: cloudflared: CreateContainerConfigError: secret "tunnel-token" not found', false],
+  ]);
+});
+
+read('a workload whose pods cannot even be created: the controller\'s reason', () => {
+  const rejected = deployment('homepage', 'homepage', 1, 0, [
+    { type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'pods "homepage-5c9" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true' },
+  ]);
+  const p = problems(facts({ objects: [readyNode('node1'), rejected] }), inv);
+  assert.equal(p.map((x) => x.state), ['0/1 ready: FailedCreate: pods "homepage-5c9" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true']);
+  assert.is(p[0].settling, false);
+});
+
+read('a NotReady node, with the kubelet\'s reason', () => {
+  const node2 = { ...readyNode('node2'), status: { conditions: [{ type: 'Ready', status: 'False', reason: 'KubeletNotReady', message: 'container runtime network not ready' }] } };
+  assert.equal(lines(facts({ objects: [readyNode('node1'), node2] })), ['node node2: NotReady (KubeletNotReady: container runtime network not ready)']);
+});
+
+read('a target down names the node by its address and gives Prometheus\' lastError; one not scraped yet is settling', () => {
+  const targets = structuredClone(healthyTargets);
+  targets.data.activeTargets[1].health = 'down';
+  targets.data.activeTargets[1].lastError = 'Get "http://192.168.1.11:9100/metrics": context deadline exceeded';
+  targets.data.activeTargets.push({ labels: { job: 'kube-state-metrics', instance: '10.1.101.7:8080' }, scrapeUrl: 'http://10.1.101.7:8080/metrics', lastError: '', health: 'unknown' });
+  const p = problems(facts({ targets: ok(targets) }), inv);
+  assert.equal(p.map((x) => [`${x.subject}: ${x.state}`, x.settling]), [
+    ['target node-exporter on node2: down (Get "http://192.168.1.11:9100/metrics": context deadline exceeded)', false],
+    ['target kube-state-metrics at 10.1.101.7:8080: not scraped yet', true],
+  ]);
+});
+
+read('firing alerts but Watchdog and InfoInhibitor; pending ones are not reported', () => {
+  const alerts = structuredClone(onlyWatchdog) as { status: string; data: { alerts: object[] } };
+  alerts.data.alerts.push(
+    { labels: { alertname: 'InfoInhibitor', severity: 'none' }, annotations: {}, state: 'firing', activeAt: '2026-12-02T10:00:00Z' },
+    { labels: { alertname: 'NodeDown', severity: 'critical', instance: '192.168.1.11:9100', job: 'node-exporter' }, annotations: { summary: 'Node 192.168.1.11:9100 is down' }, state: 'firing', activeAt: '2026-12-02T10:05:00Z' },
+    { labels: { alertname: 'TunnelDown', severity: 'critical' }, annotations: { summary: 'The Cloudflare tunnel has no connection to the edge' }, state: 'pending', activeAt: '2026-12-02T10:06:00Z' },
+  );
+  assert.equal(lines(facts({ alerts: ok(alerts) })), [
+    'alert NodeDown {instance=192.168.1.11:9100, job=node-exporter}: firing (critical) since 2026-12-02T10:05:00Z: Node 192.168.1.11:9100 is down',
+  ]);
+});
+
+read('Prometheus unreadable through the API server, the API down, MicroK8s absent: one line each, never a crash', () => {
+  const blocked = fail('Error from server (ServiceUnavailable): the server is currently unable to handle the request (get services kube-prometheus-stack-prometheus:http-web)');
+  assert.equal(lines(facts({ targets: blocked, alerts: blocked })), [
+    'Prometheus: its API cannot be read through the API server (Error from server (ServiceUnavailable): the server is currently unable to handle the request (get services kube-prometheus-stack-prometheus:http-web))',
+  ]);
+  const down = { objects: fail('The connection to the server 127.0.0.1:16443 was refused - did you specify the right host or port?'), targets: fail(''), alerts: fail('') };
+  assert.equal(lines(down), ['cluster API: unavailable (The connection to the server 127.0.0.1:16443 was refused - did you specify the right host or port?)']);
+  assert.equal(lines({ objects: fail('bash: microk8s: command not found', 127), targets: fail('', 127), alerts: fail('', 127) }), ['cluster: unknown (MicroK8s is not installed on the first control plane)']);
+});
+
+read('every problem is a change that run must not treat as done: none is report-only', () => {
+  const changes = health.check({ probe: facts({ objects: [readyNode('node1'), deployment('homepage', 'homepage', 1, 0), crashing] }), read: undefined }, inv, { host: null });
+  assert.is(changes.length, 1);
+  assert.not.ok(changes[0].reportOnly);
+});
+
+read.run();
+
+const run = suite('health: run waits for what is starting, then reports what is left, once');
+
+/** An apply context whose commands answer from a script of probe rounds (one round = 3 commands). */
+function context(rounds: Record<string, ProbeOutput>[]) {
+  const progress: string[] = [];
+  let calls = 0;
+  const ctx = {
+    inventory: inv,
+    progress: (m: string) => progress.push(m),
+    run: async (script: { text: string }) => {
+      const round = rounds[Math.min(Math.floor(calls / 3), rounds.length - 1)];
+      calls++;
+      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : 'objects';
+      return round[name];
+    },
+  } as unknown as ApplyContext;
+  return { ctx, progress, calls: () => calls };
+}
+
+const starting = () => pod('monitoring', 'grafana', 'grafana-1', { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True' }], containerStatuses: [{ name: 'grafana', ready: false, restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } }] });
+const changesOf = (p: Record<string, ProbeOutput>) => health.check({ probe: p, read: undefined }, inv, { host: null }) as HealthChange[];
+
+run('something starting that then turns Ready: waited for, no error', async () => {
+  const before = facts({ objects: [readyNode('node1'), deployment('monitoring', 'grafana', 1, 0), starting()] });
+  const after = facts({ objects: [readyNode('node1'), deployment('monitoring', 'grafana', 1, 1)] });
+  const c = context([before, after]);
+  await healthTask({ waitMs: 5000, pollMs: 1 }).apply(c.ctx, changesOf(before));
+  assert.ok(c.calls() >= 3);
+  assert.match(c.progress[0], /^waiting for the homelab to settle \(\d+s\): workload monitoring\/grafana: 0\/1 ready: Pending \(starting\)$/);
+});
+
+run('something that never settles: bounded, then one failure naming it', async () => {
+  const stuck = facts({ objects: [readyNode('node1'), deployment('monitoring', 'grafana', 1, 0), starting()] });
+  const c = context([stuck]);
+  const t0 = Date.now();
+  try {
+    await healthTask({ waitMs: 200, pollMs: 20 }).apply(c.ctx, changesOf(stuck));
+    assert.unreachable('it must fail');
+  } catch (e) {
+    assert.match((e as Error).message, /^the homelab is not healthy \(1 problem; no task changes these by itself\):\n  workload monitoring\/grafana: 0\/1 ready: Pending \(starting\)\n/);
+  }
+  assert.ok(Date.now() - t0 < 3000, 'bounded by waitMs');
+});
+
+run('only lasting problems: reported at once, nothing is waited for', async () => {
+  const broken = facts({ objects: [readyNode('node1'), deployment('homepage', 'homepage', 1, 0), crashing] });
+  const c = context([broken]);
+  try {
+    await healthTask({ waitMs: 60_000, pollMs: 1 }).apply(c.ctx, changesOf(broken));
+    assert.unreachable('it must fail');
+  } catch (e) {
+    assert.match((e as Error).message, /workload homepage\/homepage: 0\/1 ready: homepage: CrashLoopBackOff/);
+  }
+  assert.is(c.calls(), 0, 'no command run, no waiting');
+});
+
+run.run();
