@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { testIf } from './helpers/skip.ts';
 import os from 'node:os';
@@ -14,13 +15,16 @@ import {
   TEMPLATES_DIR,
   findExecutable,
   fluxComponentsPath,
+  type Problem,
   renderAndValidate,
   renderRepository,
   validateRendered,
+  validatedKey,
   writeRendered,
 } from '../tasks/lib/render.ts';
 import { unsafeTags, yamlQuote } from '../tasks/lib/render-helpers.ts';
 import { manifestText } from '../tasks/lib/render-manifest.ts';
+import { schemaPackageVersions } from '../tasks/lib/render-schemas.ts';
 import { goDuration, quantityBytes, routeTarget } from '../tasks/lib/render-view.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -347,38 +351,176 @@ validate('a file that does not parse is named', async () => {
   assert.ok(problems.some((p) => p.file === 'monitoring/configs/dashboards/flux.json' && p.check === 'json'), JSON.stringify(problems));
 });
 
-validate('schema problems name the file, the object and the field', async () => {
+const show = (p: Problem) => `${p.file}: [${p.check}] ${p.message}`;
+const label = (o: Obj) => `${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`;
+
+/** Edits, in place, the first document of `file` that `match` picks; returns how problems name it. */
+function editObject(files: Map<string, string>, file: string, match: (o: Obj) => boolean, edit: (o: Obj) => void): string {
+  const all = docs(files, file);
+  const o = all.find(match);
+  if (!o) throw new Error(`${file}: no such object`);
+  edit(o);
+  files.set(file, all.map((d) => YAML.stringify(d)).join('---\n'));
+  return label(o);
+}
+
+/** The first object of each kind the example renders, with its file. */
+function oneOfEachKind(files: Map<string, string>): Map<string, Obj & { file: string }> {
+  const kinds = new Map<string, Obj & { file: string }>();
+  for (const o of objects(files)) if (!kinds.has(`${o.apiVersion} ${o.kind}`)) kinds.set(`${o.apiVersion} ${o.kind}`, o);
+  return kinds;
+}
+
+/** Adds a field no schema has to one object of every kind: in `spec` where the object has one, else beside it. */
+function unknownFieldInEveryKind(files: Map<string, string>): { file: string; message: string }[] {
+  const expected: { file: string; message: string }[] = [];
+  for (const o of oneOfEachKind(files).values()) {
+    const same = (d: Obj) => d.kind === o.kind && d.apiVersion === o.apiVersion && d.metadata?.name === o.metadata.name;
+    const inSpec = o.spec !== null && typeof o.spec === 'object' && !Array.isArray(o.spec);
+    const name = editObject(files, o.file, same, (d) => {
+      if (inSpec) d.spec.homelabNoSuchField = 1;
+      else d.homelabNoSuchField = 1;
+    });
+    expected.push({ file: o.file, message: `${name}: ${inSpec ? 'spec.' : ''}homelabNoSuchField: unknown field` });
+  }
+  return expected;
+}
+
+validate('every kind the example renders has a schema, and an unknown field in any of them is named with file, object and path', async () => {
   const { files } = await renderRepository(example());
-  const edit = (file: string, from: string, to: string) => {
-    const text = files.get(file) as string;
-    assert.ok(text.includes(from), `${file} has no ${from}`);
-    files.set(file, text.replace(from, to));
-  };
-  edit('infrastructure/controllers/cloudflared/deployment.yaml', '          image:', '          imagee:');
-  edit('clusters/production/apps.yaml', 'prune: true', 'prune: "yes"');
-  edit('monitoring/configs/podmonitors.yaml', 'port: http-prom', 'port: http-prom\n      intervall: 30s');
-  edit('apps/base/homepage/rbac.yaml', 'app.kubernetes.io/name: homepage', 'app.kubernetes.io/name: 1');
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map((p) => `${p.file}: [${p.check}] ${p.message}`);
-  const expect = [
-    'infrastructure/controllers/cloudflared/deployment.yaml: [schema] Deployment cloudflared/cloudflared: spec.template.spec.containers[0].imagee: unknown field',
-    'infrastructure/controllers/cloudflared/deployment.yaml: [schema] Deployment cloudflared/cloudflared: spec.template.spec.containers[0].image: required',
-    'clusters/production/apps.yaml: [schema] Kustomization flux-system/apps: spec.prune: expected true or false, found string "yes"',
-    'monitoring/configs/podmonitors.yaml: [schema] PodMonitor monitoring/flux-system: spec.podMetricsEndpoints[0].intervall: unknown field',
-    'apps/base/homepage/rbac.yaml: [schema] ServiceAccount homepage/homepage: metadata.labels["app.kubernetes.io/name"]: expected a label value (a string of at most 63 letters, digits, -, _ and .), found number 1',
-  ];
-  for (const e of expect) assert.ok(problems.includes(e), `missing: ${e}\n${problems.join('\n')}`);
-  assert.is(problems.length, expect.length, problems.join('\n'));
+  const kinds = [...oneOfEachKind(files).keys()];
+  for (const k of ['v1 Namespace', 'apps/v1 Deployment', 'networking.k8s.io/v1 NetworkPolicy', 'rbac.authorization.k8s.io/v1 ClusterRole', 'kustomize.toolkit.fluxcd.io/v1 Kustomization', 'helm.toolkit.fluxcd.io/v2 HelmRelease', 'source.toolkit.fluxcd.io/v1 OCIRepository', 'monitoring.coreos.com/v1 PodMonitor', 'monitoring.coreos.com/v1 PrometheusRule']) {
+    assert.ok(kinds.includes(k), `the example renders no ${k}: ${kinds.join(', ')}`);
+  }
+  const expected = unknownFieldInEveryKind(files);
+  assert.is(expected.length, kinds.length);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  assert.equal(problems.sort(), expected.map((e) => `${e.file}: [schema] ${e.message}`).sort());
 });
 
-validate('policy: a NodePort Service, a Secret with a value, an unlisted manifest are problems', async () => {
+testIf(validate, kubectl || process.env.CI ? null : 'kubectl is not installed', 'an unknown field is named as built by kustomize too, in every kind kustomize builds', async () => {
+  const { files } = await renderRepository(example());
+  const expected = unknownFieldInEveryKind(files);
+  const built = expected.filter((e) => files.has(`${path.posix.dirname(e.file)}/kustomization.yaml`));
+  assert.ok(built.length >= 10, `only ${built.length} of the mutated objects are built by kustomize`);
+  const problems = (await validateRendered(files, { kubectl: kubectl ?? 'kubectl', yamllint: null })).map(show);
+  const want = [...expected.map((e) => `${e.file}: [schema] ${e.message}`), ...built.map((e) => `${e.file} (as built): [schema] ${e.message}`)];
+  assert.equal(problems.sort(), want.sort());
+});
+
+validate('a wrong type is named with file, object and path, in core, Flux and Prometheus Operator kinds', async () => {
+  const { files } = await renderRepository(example());
+  const cloudflared = editObject(files, 'infrastructure/controllers/cloudflared/deployment.yaml', (o) => o.kind === 'Deployment', (o) => {
+    o.spec.template.spec.containers[0].ports[0].containerPort = '2000';
+    o.spec.replicas = 'two';
+  });
+  const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => (o.spec.prune = 'yes'));
+  const sa = editObject(files, 'apps/base/homepage/rbac.yaml', (o) => o.kind === 'ServiceAccount', (o) => (o.metadata.labels['app.kubernetes.io/name'] = 1));
+  const rules = editObject(files, 'monitoring/configs/rules.yaml', (o) => o.kind === 'PrometheusRule', (o) => (o.spec.groups[0].rules = { alert: 'x' }));
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  assert.equal(problems.sort(), [
+    `infrastructure/controllers/cloudflared/deployment.yaml: [schema] ${cloudflared}: spec.replicas: expected an integer, found string "two"`,
+    `infrastructure/controllers/cloudflared/deployment.yaml: [schema] ${cloudflared}: spec.template.spec.containers[0].ports[0].containerPort: expected an integer, found string "2000"`,
+    `clusters/production/apps.yaml: [schema] ${apps}: spec.prune: expected true or false, found string "yes"`,
+    `apps/base/homepage/rbac.yaml: [schema] ${sa}: metadata.labels["app.kubernetes.io/name"]: expected a string, found number 1`,
+    `monitoring/configs/rules.yaml: [schema] ${rules}: spec.groups[0].rules: expected a list, found a mapping`,
+  ].sort());
+  assert.is(cloudflared, 'Deployment cloudflared/cloudflared');
+});
+
+validate('a misspelt Flux field and a misspelt Prometheus Operator field are named with file, object and path', async () => {
+  const { files } = await renderRepository(example());
+  const rename = (o: Obj, from: string, to: string) => {
+    assert.ok(from in o, `no ${from} in ${JSON.stringify(o)}`);
+    o[to] = o[from];
+    delete o[from];
+  };
+  const release = 'monitoring/controllers/kube-prometheus-stack/release.yaml';
+  const hr = editObject(files, release, (o) => o.kind === 'HelmRelease', (o) => rename(o.spec.install.remediation, 'retries', 'retry'));
+  const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => rename(o.spec, 'dependsOn', 'dependOn'));
+  const monitor = editObject(files, 'monitoring/configs/podmonitors.yaml', (o) => o.metadata.name === 'flux-system', (o) => (o.spec.podMetricsEndpoints[0].intervall = '30s'));
+  const rules = editObject(files, 'monitoring/configs/rules.yaml', (o) => o.kind === 'PrometheusRule', (o) => rename(o.spec.groups[0].rules[0], 'annotations', 'anotations'));
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  assert.equal(problems.sort(), [
+    `${release}: [schema] ${hr}: spec.install.remediation.retry: unknown field`,
+    `clusters/production/apps.yaml: [schema] ${apps}: spec.dependOn: unknown field`,
+    `monitoring/configs/podmonitors.yaml: [schema] ${monitor}: spec.podMetricsEndpoints[0].intervall: unknown field`,
+    `monitoring/configs/rules.yaml: [schema] ${rules}: spec.groups[0].rules[0].anotations: unknown field`,
+  ].sort());
+  assert.equal([hr, monitor], ['HelmRelease monitoring/kube-prometheus-stack', 'PodMonitor monitoring/flux-system']);
+});
+
+validate('required fields are enforced; an invalid enum value is named', async () => {
+  const { files } = await renderRepository(example());
+  const homepage = editObject(files, 'apps/base/homepage/deployment.yaml', (o) => o.kind === 'Deployment', (o) => delete o.spec.selector);
+  const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => delete o.spec.sourceRef);
+  const release = 'monitoring/controllers/kube-prometheus-stack/release.yaml';
+  const hr = editObject(files, release, (o) => o.kind === 'HelmRelease', (o) => (o.spec.install.crds = 'Always'));
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  assert.equal(problems.sort(), [
+    `apps/base/homepage/deployment.yaml: [schema] ${homepage}: spec.selector: required`,
+    `clusters/production/apps.yaml: [schema] ${apps}: spec.sourceRef: required`,
+    `${release}: [schema] ${hr}: spec.install.crds: expected one of Skip, Create, CreateReplace, found string "Always"`,
+  ].sort());
+});
+
+validate('maps and free-form fields take any key: labels, annotations, ConfigMap data, HelmRelease values', async () => {
+  const { files } = await renderRepository(example());
+  editObject(files, 'monitoring/controllers/kube-prometheus-stack/release.yaml', (o) => o.kind === 'HelmRelease', (o) => {
+    o.spec.values.grafana.someChartOption = { nested: [{ anything: true }] };
+    o.spec.values.notInAnySchema = 1;
+  });
+  editObject(files, 'apps/base/homepage/deployment.yaml', (o) => o.kind === 'Deployment', (o) => {
+    o.metadata.annotations = { 'example.com/any-key': 'x' };
+    o.spec.template.metadata.labels['example.com/tier'] = 'web';
+  });
+  files.set('apps/base/homepage/rbac.yaml', `${files.get('apps/base/homepage/rbac.yaml')}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: homepage\ndata:\n  settings.yaml: "title: x"\n  any-key_1: y\n`);
+  assert.equal(await validateRendered(files, { kubectl: null, yamllint: null }), []);
+});
+
+validate('a kind no schema package knows is a problem, never left unchecked', async () => {
+  const { files } = await renderRepository(example());
+  const text = files.get('apps/base/homepage/rbac.yaml') as string;
+  files.set('apps/base/homepage/rbac.yaml', `${text}---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: home\n  namespace: homepage\nspec:\n  secretName: home-tls\n---\napiVersion: apps/v1\nkind: Deploymint\nmetadata:\n  name: typo\n`);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).filter((p) => p.check === 'schema');
+  assert.equal(problems.map((p) => p.file), ['apps/base/homepage/rbac.yaml', 'apps/base/homepage/rbac.yaml']);
+  assert.match(problems[0].message, /^Certificate homepage\/home: cert-manager\.io\/v1 Certificate: no schema for this kind in kubernetes-models, @kubernetes-models\/flux-cd, @kubernetes-models\/prometheus-operator/);
+  assert.match(problems[1].message, /^Deploymint typo: apps\/v1 Deploymint: no schema for this kind/);
+});
+
+validate('the validation cache is keyed by the installed versions of the schema packages: an upgrade validates again', async () => {
+  const pinned = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).dependencies as Record<string, string>;
+  const versions = await schemaPackageVersions();
+  for (const name of ['kubernetes-models', '@kubernetes-models/flux-cd', '@kubernetes-models/prometheus-operator']) {
+    assert.ok(versions.includes(`${name}@${pinned[name]}`), `${name}@${pinned[name]} not in ${versions.join(', ')}`);
+  }
+  const { files } = await renderRepository(example());
+  const key = await validatedKey(files);
+  assert.is(key, await validatedKey(files, versions));
+  const upgraded = versions.map((v) => (v.startsWith('@kubernetes-models/flux-cd@') ? '@kubernetes-models/flux-cd@99.0.0' : v));
+  assert.is.not(key, await validatedKey(files, upgraded));
+});
+
+validate('kustomization.yaml: an unknown field and a secretGenerator are problems without kubectl too', async () => {
+  const { files } = await renderRepository(example());
+  files.set('apps/production/kustomization.yaml', `${files.get('apps/production/kustomization.yaml')}namePrefixx: x-\nsecretGenerator:\n  - name: s\n    literals: [password=hunter2]\n`);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  assert.equal(problems, [
+    'apps/production/kustomization.yaml: [schema] namePrefixx: unknown field',
+    'apps/production/kustomization.yaml: [policy] secretGenerator: a generated Secret keeps its value in the repository; secret values are created in the cluster by the tasks',
+  ]);
+});
+
+validate('policy: a NodePort Service, a Secret with a value, an unlisted manifest, an object without a name are problems', async () => {
   const { files } = await renderRepository(example());
   files.set('apps/base/homepage/service.yaml', (files.get('apps/base/homepage/service.yaml') as string).replace('type: ClusterIP', 'type: NodePort'));
-  files.set('apps/base/homepage/rbac.yaml', `${files.get('apps/base/homepage/rbac.yaml')}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: leak\n  namespace: homepage\nstringData:\n  password: hunter2\n`);
+  files.set('apps/base/homepage/rbac.yaml', `${files.get('apps/base/homepage/rbac.yaml')}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: leak\n  namespace: homepage\nstringData:\n  password: hunter2\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  namespace: homepage\n`);
   files.set('apps/base/homepage/extra.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: forgotten\n');
   const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map((p) => `${p.file}: [${p.check}] ${p.message}`);
   assert.ok(problems.some((p) => p.startsWith('apps/base/homepage/service.yaml: [policy] Service homepage/homepage: spec.type NodePort')), problems.join('\n'));
   assert.ok(problems.some((p) => p.startsWith('apps/base/homepage/rbac.yaml: [policy] Secret homepage/leak: a Secret with data')), problems.join('\n'));
   assert.ok(problems.includes('apps/base/homepage/extra.yaml: [layout] not listed in apps/base/homepage/kustomization.yaml: Flux would not apply it'), problems.join('\n'));
+  assert.ok(problems.includes('apps/base/homepage/rbac.yaml: [policy] ConfigMap homepage/?: metadata.name: required: the API server refuses an object without a name'), problems.join('\n'));
 });
 
 testIf(validate, kubectl || process.env.CI ? null : 'kubectl is not installed', 'kustomize: every kustomization builds, a broken one is named with kustomize\'s message', async () => {
@@ -401,7 +543,7 @@ testIf(validate, kubectl || process.env.CI ? null : 'kubectl is not installed', 
   files.set(patch, (files.get(patch) as string).replace('memory: 512Mi', 'memory: lots'));
   const problems = (await validateRendered(files, { kubectl: kubectl ?? 'kubectl', yamllint: null })).map((p) => `${p.file}: [${p.check}] ${p.message}`);
   assert.equal(problems, [
-    'apps/base/homepage/deployment.yaml (as built): [schema] Deployment homepage/homepage: spec.template.spec.containers[0].resources.limits["memory"]: expected a quantity like 128Mi or 50m, found string "lots"',
+    'apps/base/homepage/deployment.yaml (as built): [schema] Deployment homepage/homepage: spec.template.spec.containers[0].resources.limits.memory: expected a number or a quantity like 128Mi or 500m, found string "lots"',
   ]);
 });
 
@@ -413,6 +555,41 @@ testIf(validate, yamllint ? null : 'yamllint is not installed (apt-get install -
 });
 
 validate.run();
+
+// ---------------------------------------------------------------------------------------------
+const lazy = suite('render: the schema packages load only when a tree is validated');
+const hooks = (await import('node:module')) as { registerHooks?: unknown };
+const tsx = path.join(root, 'node_modules/.bin/tsx');
+
+/** The schema package modules a `tasks` command loads, seen through a module load hook. */
+function schemaModulesLoaded(args: string[], cwd: string): string[] {
+  const hook = path.join(cwd, 'schema-hook.mjs');
+  fs.writeFileSync(
+    hook,
+    "import { registerHooks } from 'node:module';\n" +
+      'registerHooks({ load(url, context, next) {\n' +
+      "  if (/\\/node_modules\\/(@kubernetes-models\\/|kubernetes-models\\/)/.test(url)) process.stderr.write(`SCHEMA-MODULE ${url}\\n`);\n" +
+      '  return next(url, context);\n} });\n',
+  );
+  const r = spawnSync(tsx, [path.join(root, 'tasks'), ...args], { cwd, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import ${hook}` } });
+  assert.is(r.status, 0, `tasks ${args.join(' ')}: ${r.stderr}`);
+  return r.stderr.split('\n').filter((l) => l.startsWith('SCHEMA-MODULE '));
+}
+
+testIf(lazy, typeof hooks.registerHooks === 'function' ? null : `this Node (${process.version}) has no module.registerHooks to watch module loads`, 'list and --help load none of them; render loads them', () => {
+  const dir = tempDir('render-lazy-');
+  try {
+    fs.copyFileSync(EXAMPLE, path.join(dir, 'inventory.yaml'));
+    assert.equal(schemaModulesLoaded(['list', '--inventory', path.join(dir, 'inventory.yaml')], dir), []);
+    assert.equal(schemaModulesLoaded(['--help'], dir), []);
+    const loaded = schemaModulesLoaded(['render', '--out', path.join(dir, 'out'), '--inventory', path.join(dir, 'inventory.yaml')], dir);
+    assert.ok(loaded.some((l) => l.includes('/kubernetes-models/apps/v1/Deployment.js')), loaded.slice(0, 5).join('\n'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+lazy.run();
 
 // ---------------------------------------------------------------------------------------------
 const templates = suite('render: templates');

@@ -1,15 +1,16 @@
 // Checks a rendered repository before anything is published: every YAML and JSON file parses,
 // every kustomization.yaml builds with `kubectl kustomize`, every object (as written, and as
-// kustomize builds it) matches its kind's schema and the repository's rules (no NodePort or
-// LoadBalancer, no host ports, no Secret values), every file a kustomization names exists and
-// every manifest is named by one, and yamllint is clean.
+// kustomize builds it) matches its kind's schema (render-schemas.ts) and the repository's rules (no
+// NodePort or LoadBalancer, no host ports, no Secret values), every file a kustomization names
+// exists and every manifest is named by one, and yamllint is clean.
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { hasSchema, validateObject } from './render-schema.ts';
+import { kustomizationProblems } from './render-kustomization.ts';
+import { loadSchemas, type SchemaChecks } from './render-schemas.ts';
 
 export interface Problem {
   /** Repository path of the file (or the directory kustomize built). */
@@ -81,6 +82,8 @@ function describe(o: Obj): string {
 function policy(o: Obj): string[] {
   const out: string[] = [];
   const spec = (o.spec ?? {}) as Obj;
+  // The OpenAPI leaves metadata optional; the API server (and so Flux's apply) refuses an object without a name.
+  if (typeof ((o.metadata ?? {}) as Obj).name !== 'string') out.push('metadata.name: required: the API server refuses an object without a name');
   if (o.kind === 'Service' && (spec.type === 'NodePort' || spec.type === 'LoadBalancer')) {
     out.push(`spec.type ${spec.type}: nothing is exposed on the nodes; traffic enters through the tunnel`);
   }
@@ -106,10 +109,17 @@ function policy(o: Obj): string[] {
   return out;
 }
 
-function checkObject(o: unknown, file: string, problems: Problem[]): void {
+function checkObject(o: unknown, file: string, schemas: SchemaChecks, problems: Problem[]): void {
   const where = o && typeof o === 'object' ? `${describe(o as Obj)}: ` : '';
-  for (const m of validateObject(o)) problems.push({ file, check: 'schema', message: `${where}${m}` });
+  for (const m of schemas.problems(o)) problems.push({ file, check: 'schema', message: `${where}${m}` });
   if (o && typeof o === 'object') for (const m of policy(o as Obj)) problems.push({ file, check: 'policy', message: `${where}${m}` });
+}
+
+function checkKustomization(o: unknown, file: string, problems: Problem[]): void {
+  for (const m of kustomizationProblems(o)) problems.push({ file, check: 'schema', message: m });
+  if (o && typeof o === 'object' && (o as Obj).secretGenerator !== undefined) {
+    problems.push({ file, check: 'policy', message: 'secretGenerator: a generated Secret keeps its value in the repository; secret values are created in the cluster by the tasks' });
+  }
 }
 
 interface Parsed {
@@ -241,9 +251,11 @@ async function kustomizeBuilds(root: string, files: Map<string, string>, roots: 
     if (!alone.some((r) => r.code !== 0)) problems.push({ file: roots.join(', '), check: 'kustomize', message: `built together: ${kustomizeMessage(all, root)}` });
     return;
   }
+  const built = YAML.parseAllDocuments(all.stdout).map((d) => d.toJS() as unknown);
+  const schemas = await loadSchemas(built);
   const seen = new Set<string>();
-  for (const d of YAML.parseAllDocuments(all.stdout)) {
-    const o = d.toJS() as Obj | null;
+  for (const d of built) {
+    const o = d as Obj | null;
     if (!o || typeof o !== 'object') continue;
     const md = (o.metadata ?? {}) as Obj;
     const notes = (md.annotations ?? {}) as Record<string, string>;
@@ -252,9 +264,10 @@ async function kustomizeBuilds(root: string, files: Map<string, string>, roots: 
     if (md.annotations && Object.keys(notes).length === 0) delete md.annotations;
     const file = path.posix.normalize(path.posix.join(BUILD_DIR, origin.path ?? origin.configuredIn ?? '.'));
     const text = JSON.stringify(o);
-    if (FLUX_COMPONENTS.test(file) || seen.has(text) || !hasSchema(o.apiVersion, o.kind)) continue;
+    // A kind with no schema was reported as written.
+    if (FLUX_COMPONENTS.test(file) || seen.has(text) || !schemas.hasSchema(o)) continue;
     seen.add(text);
-    checkObject(o, `${file} (as built)`, problems);
+    checkObject(o, `${file} (as built)`, schemas, problems);
   }
 }
 
@@ -275,23 +288,32 @@ async function yamllint(root: string, files: Map<string, string>, exe: string, p
 export async function validateRendered(files: Map<string, string>, opts: ValidateOptions = {}): Promise<Problem[]> {
   const { docs, problems } = parseAll(files);
   const { objects, roots } = layout(files, docs, problems);
-  for (const file of objects) for (const o of docs.get(file) ?? []) checkObject(o, file, problems);
-  for (const [file, parsed] of docs) {
-    if (path.posix.basename(file) === KUSTOMIZATION) for (const o of parsed) checkObject(o, file, problems);
-  }
-
   const kubectl = opts.kubectl === undefined ? findExecutable('kubectl') : opts.kubectl;
   const lint = opts.yamllint === undefined ? findExecutable('yamllint') : opts.yamllint;
-  if (kubectl || lint) {
-    const root = await writeTree(files);
-    try {
-      await Promise.all([
-        kubectl ? kustomizeBuilds(root, files, roots, kubectl, opts.concurrency ?? Math.max(2, os.availableParallelism()), problems) : null,
-        lint ? yamllint(root, files, lint, problems) : null,
-      ]);
-    } finally {
-      await rm(root, { recursive: true, force: true });
+  // kubectl and yamllint run in processes of their own: they start first and run while loading the
+  // schemas keeps this one busy.
+  const external: Problem[] = [];
+  const tools = kubectl || lint ? runTools(files, roots, kubectl, lint, opts.concurrency, external) : null;
+  try {
+    const schemas = await loadSchemas(objects.flatMap((file) => docs.get(file) ?? []));
+    for (const file of objects) for (const o of docs.get(file) ?? []) checkObject(o, file, schemas, problems);
+    for (const [file, parsed] of docs) {
+      if (path.posix.basename(file) === KUSTOMIZATION) for (const o of parsed) checkKustomization(o, file, problems);
     }
+  } finally {
+    await tools;
   }
-  return problems;
+  return [...problems, ...external];
+}
+
+async function runTools(files: Map<string, string>, roots: string[], kubectl: string | null, lint: string | null, concurrency: number | undefined, problems: Problem[]): Promise<void> {
+  const root = await writeTree(files);
+  try {
+    await Promise.all([
+      kubectl ? kustomizeBuilds(root, files, roots, kubectl, concurrency ?? Math.max(2, os.availableParallelism()), problems) : null,
+      lint ? yamllint(root, files, lint, problems) : null,
+    ]);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 }

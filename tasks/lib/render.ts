@@ -13,11 +13,15 @@ import type { Inventory } from './inventory-types.ts';
 import { MissingValueError, compileTemplate, strictView, unsafeTags, type Compiled } from './render-helpers.ts';
 import { MANIFEST_PATH, isSafeRelativePath, manifestText } from './render-manifest.ts';
 import { buildView } from './render-view.ts';
+import { schemaPackageVersions } from './render-schemas.ts';
 import { validateRendered, type Problem, type ValidateOptions } from './render-validate.ts';
 
 export { MANIFEST_PATH } from './render-manifest.ts';
 export { writeRendered, type WriteReport } from './render-write.ts';
 export { validateRendered, findExecutable, type Problem, type ValidateOptions } from './render-validate.ts';
+
+/** The modules that decide whether a rendered tree is valid (beside this one). */
+const VALIDATOR_SOURCES = ['render-validate.ts', 'render-schemas.ts', 'unknown-fields.ts', 'render-kustomization.ts'];
 
 export const TEMPLATES_DIR = fileURLToPath(new URL('../../templates', import.meta.url));
 
@@ -139,12 +143,15 @@ export interface CheckedRender extends Rendered {
 
 /**
  * A tree that validated once validates again: the result is kept under `.tasks/cache/validated/`
- * beside the inventory, keyed by the tree's content and the validator's own source, so a converged
- * check does not rebuild every kustomization (kubectl and yamllint cost seconds).
+ * beside the inventory, keyed by the tree's content, the validator's own source and the versions of
+ * the schema packages, so a converged check does not rebuild every kustomization (kubectl and
+ * yamllint cost seconds) and an upgraded schema package checks the tree again. `schemaPackages`
+ * (`name@version` each) defaults to the packages as installed.
  */
-async function validatedKey(files: Map<string, string>): Promise<string> {
+export async function validatedKey(files: Map<string, string>, schemaPackages?: string[]): Promise<string> {
   const h = createHash('sha256');
-  for (const f of ['render-validate.ts', 'render-schema.ts']) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
+  for (const f of VALIDATOR_SOURCES) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
+  h.update((schemaPackages ?? (await schemaPackageVersions())).join('\0'));
   for (const [p, c] of files) h.update(`${p}\0${c}\0`);
   return h.digest('hex');
 }
