@@ -199,11 +199,28 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 
 function processIo(): CliIo {
   return {
-    out: (l) => process.stdout.write(l + '\n'),
-    err: (l) => process.stderr.write(l + '\n'),
+    out: lines(process.stdout),
+    err: lines(process.stderr),
     env: process.env,
     isTTY: !!process.stdout.isTTY,
     cwd: process.cwd(),
+  };
+}
+
+/**
+ * Lines to a stream whose reader may go away (`| head`, a closed terminal): a failed write (EPIPE)
+ * is an 'error' event that, unhandled, would kill the process mid-run, leaving the journal
+ * unfinished and the lock held. The run is what matters: later lines to that stream are dropped,
+ * and everything else (the journal, the lock, the exit code) goes on as if it were read. The
+ * listener also covers what writes to the stream directly (listr2's renderer).
+ */
+function lines(stream: NodeJS.WriteStream): (line: string) => void {
+  let gone = false;
+  stream.on('error', () => {
+    gone = true;
+  });
+  return (line) => {
+    if (!gone) stream.write(line + '\n');
   };
 }
 
