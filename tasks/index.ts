@@ -236,5 +236,9 @@ if (isEntry) {
   });
   main(process.argv.slice(2), io).then((code) => {
     process.exitCode = ac.signal.aborted ? 130 : code;
+    // Interrupted: the journal and the lock are settled, the hosts' commands and logins stopped.
+    // What the run abandoned must not keep the process alive: an API client's backoff before a
+    // retry it will not make (plugin-retry waits up to 16 s, the Cloudflare SDK 8 s).
+    if (ac.signal.aborted) process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   });
 }
