@@ -140,9 +140,15 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
 
   const { createSecrets, requireSecrets } = await import('../lib/secrets.ts');
   const { createApis } = await import('../lib/apis.ts');
+  const { runEngine, sayToUnitAtWork } = await import('./runner.ts');
+  // A retry is said by the unit waiting on it; outside any unit (the drift report), on its own line.
+  const onRetry = (m: string) => {
+    if (!sayToUnitAtWork(m) && !opts.json && !opts.quiet) io.out(redact(m));
+  };
+  const hooks = { signal: io.signal, onRetry };
   // Real hosts and accounts: every secret the command will need is resolved before any lock,
   // journal, connection or API call. The lab stands in for whatever is unset.
-  const real = opts.lab ? null : await realEnvironment(inventory, io, createSecrets, createApis);
+  const real = opts.lab ? null : await realEnvironment(inventory, io, createSecrets, (i, s) => createApis(i, s, {}, hooks));
   if (real) await requireSecrets(inventory, real.secrets, secretNeeds(graph, inventory, opts, taskIds));
 
   const color = io.isTTY && !io.env.NO_COLOR;
@@ -159,7 +165,7 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
       io.onLab?.(lab);
       if (!opts.json && !opts.quiet) io.out(lab.banner);
       const secrets = createSecrets(inventory, { env: io.env, fallback: lab.fakeSecret });
-      env = { secrets, apis: createApis(inventory, secrets, lab.endpoints), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
+      env = { secrets, apis: createApis(inventory, secrets, lab.endpoints, hooks), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
     }
     const journal = new Journal(dir, {
       command: opts.command as 'run' | 'check',
@@ -167,7 +173,6 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
       inventory: opts.inventory,
       lab: opts.lab,
     });
-    const { runEngine } = await import('./runner.ts');
     const result = await runEngine({
       inventory,
       graph,
@@ -233,7 +238,7 @@ async function realEnvironment(
   inventory: Inventory,
   io: CliIo,
   createSecrets: typeof import('../lib/secrets.ts').createSecrets,
-  createApis: typeof import('../lib/apis.ts').createApis,
+  createApis: (inventory: Inventory, secrets: Secrets) => Apis,
 ): Promise<Environment> {
   const { SshTransport } = await import('../lib/transport-ssh.ts');
   const secrets = createSecrets(inventory, { env: io.env });
