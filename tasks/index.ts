@@ -26,7 +26,7 @@ Options for every command:
   -h, --help            help for a command: npx tsx tasks run --help
 
 Exit codes: 0 converged / all ok or changed; 2 check found drift; 1 a task failed, the inventory
-is invalid or the lock is held; 130 interrupted.`,
+is invalid, a secret is missing or the lock is held; 130 interrupted.`,
   run: `Usage: npx tsx tasks run <task...|all> [options]
 
 Checks each task and changes only what differs from the inventory, then checks again: a task that
