@@ -161,7 +161,6 @@ cli('missing secrets are all named at once, before any connection, lock or journ
   try {
     const dir = workdir(atPort(silent.port));
     const t = io(dir, { GITHUB_TOKEN: '' });
-    const t0 = Date.now();
     assert.is(await main(['check', 'all'], t.io), 1);
     const dotenv = path.join(dir, '.env');
     assert.equal(t.err, [
@@ -174,7 +173,6 @@ cli('missing secrets are all named at once, before any connection, lock or journ
     assert.equal(t.out, []);
     assert.is(silent.connections(), 0, 'no host was contacted');
     assert.not.ok(fs.existsSync(path.join(dir, '.tasks')), 'no lock, no journal');
-    assert.ok(Date.now() - t0 < 5000, 'at once, not after ssh timeouts');
 
     // A file: reference says which file, and a secret that is set is not listed.
     const files = workdir(atPort(silent.port).replace('env:CLOUDFLARE_API_TOKEN', 'file:cf-token'));
