@@ -26,7 +26,7 @@ Options for every command:
   -h, --help            help for a command: npx tsx tasks run --help
 
 Exit codes: 0 converged / all ok or changed; 2 check found drift; 1 a task failed, the inventory
-is invalid or the lock is held; 130 interrupted.`,
+is invalid, a secret is missing or the lock is held; 130 interrupted.`,
   run: `Usage: npx tsx tasks run <task...|all> [options]
 
 Checks each task and changes only what differs from the inventory, then checks again: a task that
@@ -199,11 +199,28 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 
 function processIo(): CliIo {
   return {
-    out: (l) => process.stdout.write(l + '\n'),
-    err: (l) => process.stderr.write(l + '\n'),
+    out: lines(process.stdout),
+    err: lines(process.stderr),
     env: process.env,
     isTTY: !!process.stdout.isTTY,
     cwd: process.cwd(),
+  };
+}
+
+/**
+ * Lines to a stream whose reader may go away (`| head`, a closed terminal): a failed write (EPIPE)
+ * is an 'error' event that, unhandled, would kill the process mid-run, leaving the journal
+ * unfinished and the lock held. The run is what matters: later lines to that stream are dropped,
+ * and everything else (the journal, the lock, the exit code) goes on as if it were read. The
+ * listener also covers what writes to the stream directly (listr2's renderer).
+ */
+function lines(stream: NodeJS.WriteStream): (line: string) => void {
+  let gone = false;
+  stream.on('error', () => {
+    gone = true;
+  });
+  return (line) => {
+    if (!gone) stream.write(line + '\n');
   };
 }
 
@@ -219,5 +236,9 @@ if (isEntry) {
   });
   main(process.argv.slice(2), io).then((code) => {
     process.exitCode = ac.signal.aborted ? 130 : code;
+    // Interrupted: the journal and the lock are settled, the hosts' commands and logins stopped.
+    // What the run abandoned must not keep the process alive: an API client's backoff before a
+    // retry it will not make (plugin-retry waits up to 16 s, the Cloudflare SDK 8 s).
+    if (ac.signal.aborted) process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   });
 }

@@ -3,6 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -64,10 +65,17 @@ cli('unknown command or option: exit 1, one clear line, no stack', async () => {
   }
 });
 
-cli('an unknown task name suggests the near one', async () => {
-  const t = io(workdir());
-  assert.is(await main(['check', 'prepare-hots'], t.io), 1);
-  assert.match(t.err.join('\n'), /unknown task "prepare-hots" \(did you mean "prepare-host"\?\)/);
+// main's catch printed the message inside "internal error ... <stack>", so matching the message
+// alone passed while users were told to report a bug.
+cli('an unknown task name is the user\'s error: exit 1, the known tasks, did-you-mean for a near miss, no stack', async () => {
+  const known = 'prepare-host, install-microk8s, join-nodes, enable-addons, create-tunnel, seed-monitoring, bootstrap-flux';
+  const near = io(workdir());
+  assert.is(await main(['check', 'prepare-hots'], near.io), 1);
+  assert.equal(near.err, [`error: unknown task "prepare-hots" (did you mean "prepare-host"?); the tasks are: ${known}, or all`]);
+  const far = io(workdir());
+  assert.is(await main(['run', 'nosuch'], far.io), 1);
+  assert.equal(far.err, [`error: unknown task "nosuch"; the tasks are: ${known}, or all`]);
+  assert.equal([...near.out, ...far.out], []);
 });
 
 cli(`each of ${badInventories.length} bad inventories: exit 1, file:line:col and path, and no task ran`, async () => {
@@ -116,11 +124,88 @@ cli('a held lock: exit 1 at once, naming the holder', async () => {
     path.join(dir, '.tasks', 'lock'),
     JSON.stringify({ pid: process.pid, host: os.hostname(), started: '2026-11-26T07:00:00Z', command: 'tasks run all' }),
   );
-  const t = io(dir);
+  const t = io(dir, { GITHUB_TOKEN: 'x', CLOUDFLARE_API_TOKEN: 'x', GRAFANA_ADMIN_PASSWORD: 'x' });
   const t0 = Date.now();
   assert.is(await main(['check', 'all'], t.io), 1);
   assert.ok(Date.now() - t0 < 5000);
   assert.match(t.err.join('\n'), new RegExp(`pid ${process.pid} on .*tasks run all`));
+});
+
+/** A TCP port that accepts and never speaks (no SSH banner), counting the connections made to it. */
+async function silentPort() {
+  const held: net.Socket[] = [];
+  const server = net.createServer((socket) => held.push(socket));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => held.length,
+    close: () => {
+      for (const s of held) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/** The example with every host at 127.0.0.1:port, no known_hosts needed. */
+const atPort = (port: number, text = GOOD_INVENTORY) =>
+  text
+    .replace(/address: 192\.168\.1\.1\d/g, 'address: 127.0.0.1')
+    .replace(/    port: 22 .*\n/, '')
+    .replace(/    roles:/g, `    port: ${port}\n    roles:`)
+    .replace('hosts:', 'ssh: { connectTimeout: 2, knownHosts: off }\nhosts:');
+
+// Without them, check opened SSH connections to every host first and named the secrets only per
+// task, beside the ssh failures; with hosts that did not answer, the secret errors never showed.
+cli('missing secrets are all named at once, before any connection, lock or journal: exit 1', async () => {
+  const silent = await silentPort();
+  try {
+    const dir = workdir(atPort(silent.port));
+    const t = io(dir, { GITHUB_TOKEN: '' });
+    assert.is(await main(['check', 'all'], t.io), 1);
+    const dotenv = path.join(dir, '.env');
+    assert.equal(t.err, [
+      'error: 3 secrets are missing; nothing was run:\n' +
+        '  CLOUDFLARE_API_TOKEN is not set (tunnel.apiToken, needed by create-tunnel)\n' +
+        '  GRAFANA_ADMIN_PASSWORD is not set (monitoring.grafana.adminPassword, needed by seed-monitoring)\n' +
+        '  GITHUB_TOKEN is empty (flux.github.token, needed by bootstrap-flux)\n' +
+        `Set each in the environment or as NAME=value in ${dotenv} (beside the inventory), or point the inventory at a file (file:PATH, relative to the inventory).`,
+    ]);
+    assert.equal(t.out, []);
+    assert.is(silent.connections(), 0, 'no host was contacted');
+    assert.not.ok(fs.existsSync(path.join(dir, '.tasks')), 'no lock, no journal');
+
+    // A file: reference says which file, and a secret that is set is not listed.
+    const files = workdir(atPort(silent.port).replace('env:CLOUDFLARE_API_TOKEN', 'file:cf-token'));
+    fs.writeFileSync(path.join(files, '.env'), 'GRAFANA_ADMIN_PASSWORD=from-dotenv\n');
+    const f = io(files, { GITHUB_TOKEN: 'set' });
+    assert.is(await main(['run', 'all'], f.io), 1);
+    assert.equal(f.err, [
+      'error: 1 secret is missing; nothing was run:\n' +
+        `  file:cf-token (tunnel.apiToken, needed by create-tunnel): cannot read ${path.join(files, 'cf-token')} (no such file); create it or fix the path`,
+    ]);
+    assert.is(silent.connections(), 0, 'no host was contacted');
+  } finally {
+    silent.close();
+  }
+});
+
+cli('a secret only an unselected task needs is not asked for; run X asks for what the tasks checked before X need', async () => {
+  const silent = await silentPort();
+  try {
+    const dir = workdir(atPort(silent.port));
+    // prepare-host needs no secret: it goes on to the hosts (which never answer: ssh times out).
+    const host = io(dir);
+    assert.is(await main(['check', 'prepare-host'], host.io), 1);
+    assert.not.match(host.err.join('\n'), /secret|TOKEN|PASSWORD/);
+    assert.match(host.err.join('\n'), /node1: ssh ubuntu@127\.0\.0\.1:\d+: .*timed out/);
+    assert.ok(silent.connections() > 0, 'the hosts were contacted');
+    // bootstrap-flux alone: its own token, and the two secrets of the tasks checked before it.
+    const flux = io(dir, { GITHUB_TOKEN: 'set' });
+    assert.is(await main(['run', 'bootstrap-flux'], flux.io), 1);
+    assert.match(flux.err[0], /^error: 2 secrets are missing; nothing was run:\n  CLOUDFLARE_API_TOKEN is not set \(tunnel\.apiToken, needed by create-tunnel\)\n  GRAFANA_ADMIN_PASSWORD is not set/);
+  } finally {
+    silent.close();
+  }
 });
 
 cli('status prints the last run; --failed reruns exactly what failed', async () => {

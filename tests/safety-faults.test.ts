@@ -51,6 +51,36 @@ transient('API 500 and 429 from both APIs, snapd busy, the apt lock, two dropped
   }
 });
 
+// GitHub's plugin-retry, the Cloudflare SDK and the probe's reconnects retried in silence, even with
+// --verbose: a run waiting on them looked hung.
+transient('every retry is said once, as a progress line of the unit waiting on it: what, why, when, which attempt', async () => {
+  const w = workdir(singleNode(), 'hl-safety-retries-');
+  try {
+    const spec = 'github:500=2,github:429=1,cloudflare:500=2,cloudflare:429=1,ssh:drop=2';
+    const run = await cli(['run', 'all', '--lab', '--inventory', w.file, '--lab-faults', spec], { cwd: w.dir });
+    assert.is(run.code, 0, run.text());
+    const said = (re: RegExp) => run.out.filter((l) => l.startsWith('[') && re.test(l));
+    // Which request meets which fault depends on timing; one line per retry, numbered, does not.
+    const statuses = (lines: string[]) => lines.map((l) => / answered (\d+) /.exec(l)?.[1]).sort();
+    // plugin-retry waits (retryCount + 1)^2 x 50 ms in the lab; each retried request counts from 1.
+    const github = said(/GitHub/);
+    assert.equal(statuses(github), ['429', '500', '500'], github.join('\n'));
+    for (const l of github)
+      assert.match(l, /^\[cluster\] bootstrap-flux: GitHub answered \d+ to GET \/repos\/my-user\/homelab-gitops\S*; retrying in (0\.05s \(1|0\.2s \(2|0\.45s \(3)\/4\)$/);
+    const cloudflare = said(/Cloudflare/);
+    assert.equal(statuses(cloudflare), ['429', '500', '500'], cloudflare.join('\n'));
+    for (const l of cloudflare) assert.match(l, /^\[cluster\] create-tunnel: Cloudflare answered \d+ to GET \/(zones|accounts\/0123456789abcdef0123456789abcdef\/\S+); retrying \([123]\/4\)$/);
+    const ssh = said(/connection lost/);
+    assert.equal(
+      ssh.map((l) => l.replace(/in [\d.]+s/, 'in Ns')),
+      [1, 2].map((n) => `[node1] prepare-host: node1: lab node1: connection lost: Connection to 192.168.1.10 closed by remote host; retrying the probe in Ns (${n}/3)`),
+    );
+    assert.equal(armed(w.dir), {}, 'every armed fault was met');
+  } finally {
+    w.remove();
+  }
+});
+
 transient.run();
 
 // ---- hangs ----------------------------------------------------------------------------------------

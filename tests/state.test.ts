@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { spawnTs, waitFor } from './helpers/spawn-ts.ts';
 import { acquireLock } from '../tasks/engine/lock.ts';
 import { Journal, lastRun } from '../tasks/engine/journal.ts';
 import { LockError } from '../tasks/lib/errors.ts';
+import { testIf } from './helpers/skip.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'hl-state-'));
 const root = path.resolve('.');
@@ -54,6 +55,28 @@ lock('a stale lock (its pid is gone) is taken over with a warning', () => {
   assert.is(JSON.parse(fs.readFileSync(path.join(dir, 'lock'), 'utf8')).pid, process.pid);
   l.release();
   assert.not.ok(fs.existsSync(path.join(dir, 'lock')));
+});
+
+// A SIGKILLed run stays a zombie until its parent reaps it; kill(pid, 0) still succeeds on it, so
+// a rerun right after the kill was refused although the holder was dead.
+testIf(lock, fs.existsSync('/proc/self/stat') ? null : 'no /proc on this machine (zombies are read from /proc/<pid>/stat)', 'a zombie holder (dead, not yet reaped) is taken over with a warning', async () => {
+  const dir = tmp();
+  // `sh` forks a short sleep and execs a long one, which never waits for it: once the short one
+  // ends (after the exec, so sh cannot reap it) it stays a zombie.
+  const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const pid = Number((await new Promise<Buffer>((r) => parent.stdout!.once('data', r))).toString().trim());
+    const state = () => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+    for (let i = 0; i < 100 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.is(state(), 'Z', `pid ${pid} is a zombie`);
+    fs.writeFileSync(path.join(dir, 'lock'), JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00Z', command: 'tasks run all' }));
+    const warnings: string[] = [];
+    const l = acquireLock(dir, 'tasks run all', (w) => warnings.push(w));
+    assert.match(warnings.join('\n'), new RegExp(`stale lock: pid ${pid} .* is no longer running`));
+    l.release();
+  } finally {
+    parent.kill('SIGKILL');
+  }
 });
 
 lock('an empty lock file (holder died between create and write) is taken over', () => {

@@ -21,7 +21,13 @@ export class ProbeBatcher {
 
   constructor(
     private readonly transport: Transport,
-    private readonly opts: { timeoutMs?: number; retryBaseMs?: number; signal?: AbortSignal } = {},
+    private readonly opts: {
+      timeoutMs?: number;
+      retryBaseMs?: number;
+      signal?: AbortSignal;
+      /** Called once per retry with what happened; it runs in the context of the batch's first request. */
+      onRetry?: (message: string) => void;
+    } = {},
   ) {}
 
   /** Resolves with each section's output, keyed as given. */
@@ -89,8 +95,10 @@ export class ProbeBatcher {
         });
       } catch (e) {
         if (!(e instanceof TransportError && e.transient) || attempt >= PROBE_RETRIES) throw e;
+        const ms = (this.opts.retryBaseMs ?? 500) * 2 ** attempt;
+        this.opts.onRetry?.(`${e.message.replace(/\.$/, '')}; retrying the probe in ${ms / 1000}s (${attempt + 1}/${PROBE_RETRIES})`);
         await this.transport.reconnect();
-        await new Promise((r) => setTimeout(r, (this.opts.retryBaseMs ?? 500) * 2 ** attempt));
+        await new Promise((r) => setTimeout(r, ms));
       }
     }
   }

@@ -5,10 +5,11 @@ import path from 'node:path';
 import { UserError } from '../lib/errors.ts';
 import { redact } from '../lib/redact.ts';
 import { allTasks } from './registry.ts';
-import { buildGraph, mermaid, selectTasks, topoOrder } from './graph.ts';
+import { ancestors, buildGraph, mermaid, selectTasks, topoOrder, type Graph } from './graph.ts';
 import type { Reporter, RunResult } from './types.ts';
 import type { HostSpec, Inventory } from '../lib/inventory-types.ts';
 import type { Apis, Secrets } from '../lib/task.ts';
+import type { SecretNeed } from '../lib/secrets.ts';
 import type { Transport } from '../lib/transport.ts';
 
 export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
@@ -137,25 +138,34 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   if (opts.report && (taskIds.length !== graph.tasks.length || opts.hosts.length))
     throw new UserError(`--report ${opts.report} goes with \`check all\` and no --host: the issue describes the whole homelab`);
 
+  const { createSecrets, requireSecrets } = await import('../lib/secrets.ts');
+  const { createApis } = await import('../lib/apis.ts');
+  const { runEngine, sayToUnitAtWork } = await import('./runner.ts');
+  // A retry is said by the unit waiting on it; outside any unit (the drift report), on its own line.
+  const onRetry = (m: string) => {
+    if (!sayToUnitAtWork(m) && !opts.json && !opts.quiet) io.out(redact(m));
+  };
+  const hooks = { signal: io.signal, onRetry };
+  // Real hosts and accounts: every secret the command will need is resolved before any lock,
+  // journal, connection or API call. The lab stands in for whatever is unset.
+  const real = opts.lab ? null : await realEnvironment(inventory, io, createSecrets, (i, s) => createApis(i, s, {}, hooks));
+  if (real) await requireSecrets(inventory, real.secrets, secretNeeds(graph, inventory, opts, taskIds));
+
   const color = io.isTTY && !io.env.NO_COLOR;
   const reporter = await makeReporter(opts, io, color);
   const { acquireLock } = await import('./lock.ts');
   const lock = acquireLock(dir, ['tasks', opts.command, ...(opts.failed ? ['--failed'] : opts.words)].join(' '), (m) => reporter.warn(m));
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   try {
-    const { createSecrets } = await import('../lib/secrets.ts');
-    const { createApis } = await import('../lib/apis.ts');
-    let env: Environment;
-    if (opts.lab) {
+    let env = real;
+    if (!env) {
       const { startLabSession } = await import('../lab/session.ts');
       const lab = await startLabSession(inventory, { faults: opts.labFaults ?? io.env.LAB_FAULTS, env: io.env });
       cleanups.push(() => lab.close());
       io.onLab?.(lab);
       if (!opts.json && !opts.quiet) io.out(lab.banner);
       const secrets = createSecrets(inventory, { env: io.env, fallback: lab.fakeSecret });
-      env = { secrets, apis: createApis(inventory, secrets, lab.endpoints), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
-    } else {
-      env = await realEnvironment(inventory, io, createSecrets, createApis);
+      env = { secrets, apis: createApis(inventory, secrets, lab.endpoints, hooks), transportFor: lab.transportFor, retryBaseMs: lab.retryBaseMs };
     }
     const journal = new Journal(dir, {
       command: opts.command as 'run' | 'check',
@@ -163,7 +173,6 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
       inventory: opts.inventory,
       lab: opts.lab,
     });
-    const { runEngine } = await import('./runner.ts');
     const result = await runEngine({
       inventory,
       graph,
@@ -196,6 +205,19 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   }
 }
 
+/**
+ * The secrets of every task the command will check: the selected ones and, for `run`, the
+ * unselected ones they need (checked first as gates: without its secret a gate fails and holds the
+ * selected task back anyway). `--report github` writes with the GitHub token.
+ */
+function secretNeeds(graph: Graph, inventory: Inventory, opts: CliOptions, taskIds: string[]): SecretNeed[] {
+  const checked = new Set(taskIds);
+  if (opts.command === 'run') for (const id of taskIds) for (const a of ancestors(graph, id)) checked.add(a);
+  const needs = topoOrder(graph, checked).flatMap((id) => (graph.byId.get(id)!.secrets?.(inventory) ?? []).map((ref) => ({ ref, by: id })));
+  if (opts.report === 'github') needs.push({ ref: inventory.flux.github.token, by: '--report github' });
+  return needs;
+}
+
 async function makeReporter(opts: CliOptions, io: CliIo, color: boolean): Promise<Reporter> {
   const display = await import('./display.ts');
   if (opts.json) return new display.SilentReporter(io);
@@ -216,7 +238,7 @@ async function realEnvironment(
   inventory: Inventory,
   io: CliIo,
   createSecrets: typeof import('../lib/secrets.ts').createSecrets,
-  createApis: typeof import('../lib/apis.ts').createApis,
+  createApis: (inventory: Inventory, secrets: Secrets) => Apis,
 ): Promise<Environment> {
   const { SshTransport } = await import('../lib/transport-ssh.ts');
   const secrets = createSecrets(inventory, { env: io.env });

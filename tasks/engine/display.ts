@@ -14,6 +14,8 @@ export interface DisplayOptions {
   verbose: boolean;
   /** --quiet: print nothing when everything is converged (cron mails only on drift). */
   quiet?: boolean;
+  /** The clock (tests move it by hand). */
+  now?: () => number;
 }
 
 const paint = (on: boolean) => (code: number, s: string) => (on ? `\x1b[${code}m${s}\x1b[0m` : s);
@@ -60,11 +62,21 @@ function closing(r: RunResult, io: Output, c: (code: number, s: string) => strin
   io.out(summaryLine(r));
 }
 
+/** A waiting unit repeats its progress line every poll (bootstrap-flux: every 2 s for minutes). */
+const REPEAT_EVERY_MS = 60_000;
+
+/** What a progress line says, without the elapsed-seconds counter that changes on every poll. */
+const gist = (message: string) => message.replace(/\(\d+(?:\.\d+)?s\)/g, '(…)');
+
 export class LineReporter implements Reporter {
   private readonly c: (code: number, s: string) => string;
   private buffered: string[] = [];
+  /** Per unit: the last progress line printed, and when. */
+  private said = new Map<string, { gist: string; at: number }>();
+  private readonly now: () => number;
   constructor(private readonly o: DisplayOptions) {
     this.c = paint(o.color);
+    this.now = o.now ?? Date.now;
   }
   private line(s: string): void {
     // --quiet holds everything back until we know whether there is anything worth saying.
@@ -75,7 +87,13 @@ export class LineReporter implements Reporter {
   unitStart(u: UnitInfo): void {
     if (this.o.verbose) this.line(`${prefix(u)} ${u.task}: started`);
   }
+  /** A log read later (cron, CI) wants news, not a poll's heartbeat: a line that says what the last
+   *  one said is printed again only once a minute, to show the unit is still at it. */
   progress(u: UnitInfo, message: string): void {
+    const now = this.now();
+    const last = this.said.get(u.key);
+    if (last && last.gist === gist(message) && now - last.at < REPEAT_EVERY_MS) return;
+    this.said.set(u.key, { gist: gist(message), at: now });
     this.line(`${prefix(u)} ${u.task}: ${message}`);
   }
   plan(u: UnitInfo, changes: string[]): void {

@@ -1,6 +1,8 @@
 // The task graph: validation at load time (unknown needs, cycles), selection, ordering, Mermaid.
+import { UserError } from '../lib/errors.ts';
 import type { AnyTask } from '../lib/task.ts';
 
+/** The task modules contradict each other: our bug, never the user's. */
 export class GraphError extends Error {}
 
 export interface Graph {
@@ -78,16 +80,17 @@ export function ancestors(graph: Graph, id: string): Set<string> {
   return out;
 }
 
-/** Expand the command line's task words (`all` or ids) into ids, failing on unknown ones. */
+/** Expand the command line's task words (`all` or ids) into ids; an unknown word is the user's to fix. */
 export function selectTasks(graph: Graph, words: string[], withDeps: boolean): string[] {
-  if (words.length === 0) throw new GraphError('name the tasks to act on, or `all` (see `tasks list`)');
+  const known = `the tasks are: ${topoOrder(graph).join(', ')}, or all`;
+  if (words.length === 0) throw new UserError(`name the tasks to act on; ${known}`);
   const ids = new Set<string>();
   for (const w of words) {
     if (w === 'all') graph.tasks.forEach((t) => ids.add(t.id));
     else if (graph.byId.has(w)) ids.add(w);
     else {
       const near = nearest(w, [...graph.byId.keys()]);
-      throw new GraphError(`unknown task "${w}"${near ? ` (did you mean "${near}"?)` : ''}; see \`tasks list\``);
+      throw new UserError(`unknown task "${w}"${near ? ` (did you mean "${near}"?)` : ''}; ${known}`);
     }
   }
   if (withDeps) for (const id of [...ids]) ancestors(graph, id).forEach((a) => ids.add(a));

@@ -1,6 +1,6 @@
 // One lock per inventory: `.tasks/lock` holds {pid, host, started, command}. Created with O_EXCL so
 // two processes can never both believe they hold it. A live holder refuses us (exit 1, naming it);
-// a holder whose pid is gone on this machine is taken over with a warning.
+// a holder whose pid is gone (or a zombie) on this machine is taken over with a warning.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,10 +20,25 @@ export interface Lock {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return !dead(pid);
+}
+
+/** A killed process stays in the table, as a zombie, until its parent reaps it: signal 0 still
+ *  reaches it, yet it will never release the lock. Linux says so in /proc/<pid>/stat (proc(5):
+ *  the state after the parenthesised command name, which may itself hold ") "). */
+function dead(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // Reaped since the signal, or no /proc at all (not Linux: signal 0 is all we have).
+    return fs.existsSync('/proc/self/stat');
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X';
 }
 
 export function acquireLock(dir: string, command: string, warn: (m: string) => void): Lock {

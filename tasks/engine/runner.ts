@@ -2,6 +2,7 @@
 // `needs` and the concurrency limit allow (across hosts too), gathers facts (probes batched per host,
 // API reads), checks, applies, re-checks, and records one outcome per unit. A failed unit holds back
 // only its dependents.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { HostSpec, Inventory } from '../lib/inventory-types.ts';
 import type { AnyTask, Apis, ApplyContext, Change, Facts, ProbeOutput, ReadContext, RunOptions, Secrets, Target } from '../lib/task.ts';
 import type { ExecResult, Transport } from '../lib/transport.ts';
@@ -54,6 +55,20 @@ interface Unit extends UnitInfo {
   /** It has a slot and is checking or applying (what SIGINT interrupts, as opposed to holds back). */
   running?: boolean;
   settle(o: Outcome): void;
+}
+
+/** The progress line of the unit whose work is running in this async context. */
+const unitAtWork = new AsyncLocalStorage<(message: string) => void>();
+
+/**
+ * Says `message` as a progress line of the unit whose call is running now, and returns whether
+ * there was one. The API clients are shared by every unit and cannot name the unit waiting on a
+ * retry; the async context they call back from can.
+ */
+export function sayToUnitAtWork(message: string): boolean {
+  const say = unitAtWork.getStore();
+  say?.(message);
+  return !!say;
 }
 
 export function firstControlPlane(inv: Inventory): HostSpec {
@@ -120,7 +135,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   };
   const batcherOf = (name: string): ProbeBatcher => {
     let b = batchers.get(name);
-    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name), { retryBaseMs: opts.retryBaseMs, signal: opts.signal })));
+    if (!b) batchers.set(name, (b = new ProbeBatcher(transportOf(name), { retryBaseMs: opts.retryBaseMs, signal: opts.signal, onRetry: sayToUnitAtWork })));
     return b;
   };
   const slots = new Semaphore(Math.max(1, opts.concurrency));
@@ -134,13 +149,16 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   // round trip. A unit whose dependencies changed something asks again later.
   const prefetched = new Map<string, Promise<Facts<unknown>>>();
   const secretsOk = new Map<string, Promise<void>>();
+  const sayFor = (u: Unit) => (message: string) => reporter.progress(u, redact(message));
   for (const u of plain) {
-    const s = ensureSecrets(u, opts);
-    s.catch(() => undefined);
-    secretsOk.set(u.key, s);
-    const f = s.then(() => gatherFacts(u, opts, batcherOf, transportOf));
-    f.catch(() => undefined);
-    prefetched.set(u.key, f);
+    unitAtWork.run(sayFor(u), () => {
+      const s = ensureSecrets(u, opts);
+      s.catch(() => undefined);
+      secretsOk.set(u.key, s);
+      const f = s.then(() => gatherFacts(u, opts, batcherOf, transportOf));
+      f.catch(() => undefined);
+      prefetched.set(u.key, f);
+    });
   }
   reporter.start(mode, plain.filter((u) => !u.gate));
 
@@ -199,7 +217,11 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
 
   const aborted = abortedPromise(opts.signal);
   for (const u of plain) {
-    void interruptible(execute(u), aborted, u).then((o) => {
+    void interruptible(
+      unitAtWork.run(sayFor(u), () => execute(u)),
+      aborted,
+      u,
+    ).then((o) => {
       u.changedUpstream = o.status === 'changed' || u.deps.some((d) => d.changedUpstream);
       if (!u.gate || o.status !== 'ok') {
         record(o);
@@ -302,9 +324,10 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
         res = await tr.exec(text, { input: ro.input, sudo: ro.sudo, timeoutMs: ro.timeoutMs, signal: opts.signal });
       } catch (e) {
         if (e instanceof TransportError && e.transient && attempt < retries) {
-          opts.reporter.progress(u, `${hostName}: connection lost, retrying (${attempt + 1}/${retries})`);
+          const ms = backoffMs(attempt, opts.retryBaseMs);
+          opts.reporter.progress(u, `${redact(e.message).replace(/\.$/, '')}; retrying in ${seconds(ms)} (${attempt + 1}/${retries})`);
           await tr.reconnect();
-          await backoff(attempt, opts.retryBaseMs);
+          await sleep(ms);
           continue;
         }
         throw e;
@@ -313,8 +336,9 @@ function applyContext(u: Unit, opts: EngineOptions, transportOf: (n: string) => 
       const out = res.stderr + '\n' + res.stdout;
       const hit = patterns.find((p) => p.test(out));
       if (hit && attempt < retries) {
+        const ms = backoffMs(attempt, opts.retryBaseMs);
         opts.reporter.progress(u, `${hostName}: ${firstLine(out.match(hit)![0])}, waiting to retry (${attempt + 1}/${retries})`);
-        await backoff(attempt, opts.retryBaseMs);
+        await sleep(ms);
         continue;
       }
       // Redact, then shorten: a secret cut in half by the shortening would no longer be recognised.
@@ -337,10 +361,13 @@ function firstLine(s: string): string {
   return l.length > 160 ? l.slice(0, 157) + '...' : l;
 }
 
-function backoff(attempt: number, baseMs = 1000): Promise<void> {
-  const ms = Math.min(baseMs * 2 ** attempt, 30 * baseMs) * (0.75 + Math.random() * 0.5);
-  return new Promise((r) => setTimeout(r, ms));
+function backoffMs(attempt: number, baseMs = 1000): number {
+  return Math.min(baseMs * 2 ** attempt, 30 * baseMs) * (0.75 + Math.random() * 0.5);
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const seconds = (ms: number) => `${ms < 1000 ? Math.round(ms / 10) / 100 : Math.round(ms / 100) / 10}s`;
 
 export function describeError(e: unknown): string {
   if (e instanceof UserError || e instanceof CommandError) return redact(e.message);

@@ -1,7 +1,9 @@
 // The clients for GitHub and Cloudflare, created on first use (the SDKs are heavy to import), with
-// retries bounded and rate limits honoured. The lab passes its own base URLs.
+// retries bounded, rate limits honoured, every retry said (api-retries.ts) and Ctrl-C ending what
+// is in flight. The lab passes its own base URLs.
 import type { Inventory } from './inventory-types.ts';
 import type { Apis, Secrets } from './task.ts';
+import { cloudflareRetryLogger, githubRetryNotices, type RetryNotice } from './api-retries.ts';
 
 export interface ApiEndpoints {
   githubUrl?: string;
@@ -14,7 +16,18 @@ export interface ApiEndpoints {
   fast?: boolean;
 }
 
-export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = {}): Apis {
+export interface ApiHooks {
+  /** Ctrl-C: no request starts, waits or goes on after it aborts. */
+  signal?: AbortSignal;
+  /** One line per retry the clients make, said from the context of the call that is waiting. */
+  onRetry?: RetryNotice;
+}
+
+const GITHUB_URL = 'https://api.github.com';
+const CLOUDFLARE_URL = 'https://api.cloudflare.com/client/v4';
+
+export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = {}, hooks: ApiHooks = {}): Apis {
+  const say = hooks.onRetry ?? (() => {});
   let gh: Promise<import('@octokit/rest').Octokit> | undefined;
   let cf: Promise<import('cloudflare').default> | undefined;
   const retries = ep.retries ?? 4;
@@ -28,28 +41,44 @@ export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = 
           import('@octokit/plugin-retry'),
           import('@octokit/plugin-throttling'),
         ]);
-        const My = Octokit.plugin(retry, throttling);
-        return new My({
+        // 409 "Git Repository is empty." and 422s are answers, not hiccups: retrying them only waits.
+        // The budget goes here, not in `request.retries`: plugin-retry retries any failed request
+        // that carries `request.retries`, doNotRetry or not (wrap-request.js).
+        const policy = { retries, doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], retryAfterBaseMs: ep.fast ? 50 : 1000 };
+        const notices = githubRetryNotices(policy, ep.githubUrl ?? GITHUB_URL, say);
+        const My = Octokit.plugin(notices.plugin, retry, throttling);
+        const client = new My({
           auth: token,
           baseUrl: ep.githubUrl,
           userAgent: 'homelab-tasks',
-          // 409 "Git Repository is empty." and 422s are answers, not hiccups: retrying them only waits.
-          // The budget goes here, not in `request.retries`: plugin-retry retries any failed request
-          // that carries `request.retries`, doNotRetry or not (wrap-request.js).
-          retry: { retries, doNotRetry: [400, 401, 403, 404, 409, 410, 422, 451], ...(ep.fast ? { retryAfterBaseValue: 50 } : {}) },
+          // An aborted request is not retried (plugin-retry retries request errors only).
+          request: { signal: hooks.signal },
+          retry: { retries, doNotRetry: policy.doNotRetry, retryAfterBaseValue: policy.retryAfterBaseMs },
           log: { debug() {}, info() {}, warn() {}, error() {} },
-          throttle: {
-            enabled: !ep.fast,
-            onRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
-            onSecondaryRateLimit: (_after: number, _o: unknown, _k: unknown, count: number) => count < retries,
-          },
+          throttle: { enabled: !ep.fast, ...notices.throttle },
         });
+        notices.watch(client);
+        return client;
       })()),
     cloudflare: () =>
       (cf ??= (async () => {
         const token = await secrets.get(inv.tunnel.apiToken);
         const { default: Cloudflare } = await import('cloudflare');
-        return new Cloudflare({ apiToken: token, baseURL: ep.cloudflareUrl, maxRetries: retries, timeout: 60_000 });
+        const signal = hooks.signal;
+        // The SDK checks a request's signal before every attempt, retries included, and does not
+        // retry an aborted one (client.mjs makeRequest): every request gets the run's.
+        class Interruptible extends Cloudflare {
+          protected override async prepareOptions(options: { signal?: AbortSignal | null }): Promise<void> {
+            options.signal ??= signal;
+          }
+        }
+        return new Interruptible({
+          apiToken: token,
+          baseURL: ep.cloudflareUrl,
+          maxRetries: retries,
+          timeout: 60_000,
+          ...cloudflareRetryLogger(retries, ep.cloudflareUrl ?? CLOUDFLARE_URL, say),
+        });
       })()),
   };
 }

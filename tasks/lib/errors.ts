@@ -31,8 +31,25 @@ export class InventoryError extends UserError {
   }
 }
 
-/** A secret reference that cannot be resolved. Fails only the tasks that need it. */
-export class SecretError extends UserError {}
+/** Why a secret reference has no value, and what to do about it. */
+export interface MissingSecret {
+  ref: string;
+  /** `GITHUB_TOKEN is not set`, `cannot read /x/token (no such file)` */
+  why: string;
+  fix: string;
+  /** Where the inventory uses it: `flux.github.token`. */
+  where: string[];
+}
+
+/** A secret reference that cannot be resolved (`missing` says which and why), or a broken .env. */
+export class SecretError extends UserError {
+  constructor(
+    message: string,
+    readonly missing?: MissingSecret,
+  ) {
+    super(message);
+  }
+}
 
 /** A host could not be reached, or a command on it timed out. */
 export class TransportError extends UserError {

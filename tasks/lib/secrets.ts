@@ -1,10 +1,11 @@
-// Secret references (`env:NAME`, `file:PATH`) resolved only when a task asks, so a missing secret
-// fails only the tasks that need it. `env:` reads the real environment first, then the `.env` file
-// beside the inventory; `file:` reads a file relative to the inventory's directory. Every value is
-// registered for redaction before anyone sees it.
+// Secret references (`env:NAME`, `file:PATH`) resolved when asked: the CLI asks, before anything
+// runs, for every secret the selected tasks need (`requireSecrets`, one message for all that are
+// missing), and a task asks again when it runs. `env:` reads the real environment first, then the
+// `.env` file beside the inventory; `file:` reads a file relative to the inventory's directory.
+// Every value is registered for redaction before anyone sees it.
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { SecretError } from './errors.ts';
+import { SecretError, type MissingSecret } from './errors.ts';
 import type { Inventory, SecretRef } from './inventory-types.ts';
 import { registerSecret } from './redact.ts';
 import type { Secrets } from './task.ts';
@@ -60,13 +61,54 @@ export function createSecrets(inventory: Inventory, { env = process.env, fallbac
       if (!value) {
         const { why, fix } = found as Missing;
         const where = referencedAt(inventory, ref);
-        throw new SecretError(`secret ${ref}: ${why}${where.length ? ` (needed by ${where.join(', ')})` : ''}; ${fix}`);
+        throw new SecretError(`secret ${ref}: ${why}${where.length ? ` (needed by ${where.join(', ')})` : ''}; ${fix}`, { ref, why, fix, where });
       }
       registerSecret(value);
       cache.set(ref, value);
       return value;
     },
   };
+}
+
+/** A secret some task needs: `by` names the task (or option) that needs it. */
+export interface SecretNeed {
+  ref: SecretRef;
+  by: string;
+}
+
+/**
+ * Resolves every needed secret now, so that a missing one stops the command before it touches
+ * anything, in one message that lists them all (a run that found them one task at a time, after
+ * connecting to every host, buried them among connection errors).
+ */
+export async function requireSecrets(inventory: Inventory, secrets: Secrets, needs: SecretNeed[]): Promise<void> {
+  const byRef = new Map<SecretRef, string[]>();
+  for (const n of needs) {
+    const by = byRef.get(n.ref) ?? [];
+    if (!by.includes(n.by)) by.push(n.by);
+    byRef.set(n.ref, by);
+  }
+  const missing: { m: MissingSecret; by: string[] }[] = [];
+  for (const [ref, by] of byRef) {
+    try {
+      await secrets.get(ref);
+    } catch (e) {
+      // A broken .env is one problem of its own, whichever secret ran into it.
+      if (!(e instanceof SecretError) || !e.missing) throw e;
+      missing.push({ m: e.missing, by });
+    }
+  }
+  if (missing.length === 0) return;
+  const lines = missing.map(({ m, by }) => {
+    const context = [...m.where, `needed by ${by.join(', ')}`].join(', ');
+    return m.ref.startsWith('env:') ? `  ${m.why} (${context})` : `  ${m.ref} (${context}): ${m.why}; ${m.fix}`;
+  });
+  const dotenv = join(dirname(inventory.file), '.env');
+  const howEnv = missing.some(({ m }) => m.ref.startsWith('env:'))
+    ? [`Set each in the environment or as NAME=value in ${dotenv} (beside the inventory), or point the inventory at a file (file:PATH, relative to the inventory).`]
+    : [];
+  const n = missing.length;
+  throw new SecretError([`${n} secret${n === 1 ? ' is' : 's are'} missing; nothing was run:`, ...lines, ...howEnv].join('\n'));
 }
 
 /** Where the inventory uses `ref` (`tunnel.apiToken`), for messages. */

@@ -59,7 +59,7 @@ export class SshTransport implements Transport {
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     if (opts.signal?.aborted) throw new TransportError(this.host, interruptedMessage(script));
     this.stats.commands++;
-    await this.connect();
+    await this.connect(opts.signal);
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const remoteS = timeoutMs / 1000 + REMOTE_KILL_SLACK_S;
     // A no-op naming the command (on its first line, so bash's line numbers stay right): on Ctrl-C
@@ -117,10 +117,13 @@ export class SshTransport implements Transport {
     await this.control('exit');
   }
 
-  private connect(): Promise<void> {
+  /** Ctrl-C (`signal`) ends a login in progress too: a host that never answers would otherwise hold
+   *  the run, and close(), until ssh's ConnectTimeout. The master is shared, and interrupted by the
+   *  signal of the exec that opened it: every exec of a run carries the run's signal. */
+  private connect(signal?: AbortSignal): Promise<void> {
     if (this.master && (!this.master.up || fs.existsSync(this.controlPath))) return this.master.ready;
     const master: { ready: Promise<void>; up: boolean } = { ready: Promise.resolve(), up: false };
-    master.ready = this.openMaster().then(
+    master.ready = this.openMaster(signal).then(
       () => {
         master.up = true;
       },
@@ -133,10 +136,12 @@ export class SshTransport implements Transport {
     return master.ready;
   }
 
-  private async openMaster(): Promise<void> {
+  private async openMaster(signal?: AbortSignal): Promise<void> {
+    const interrupted = () => new TransportError(this.host, `interrupted (SIGINT) while connecting: ${this.describe}`);
     if (fs.existsSync(this.controlPath)) {
       // Left by an earlier run within ControlPersist (same host, same options): reuse it.
-      const check = await runCommand(['ssh', ...this.sshOptions(), '-O', 'check', this.target], { timeoutMs: 5000 });
+      const check = await runCommand(['ssh', ...this.sshOptions(), '-O', 'check', this.target], { timeoutMs: 5000, signal });
+      if (check.interrupted) throw interrupted();
       if (check.exitCode === 0) return;
       // Its master died without cleaning up; ssh would refuse to bind a new one here.
       fs.rmSync(this.controlPath, { force: true });
@@ -156,8 +161,9 @@ export class SshTransport implements Transport {
         this.target,
       ],
       // ConnectTimeout bounds the TCP connect and banner; this also bounds a login that stalls.
-      { timeoutMs: (connectS + 10) * 1000 },
+      { timeoutMs: (connectS + 10) * 1000, signal },
     );
+    if (r.interrupted) throw interrupted();
     if (r.timedOut) {
       throw new TransportError(this.host, `${this.describe}: no login within ${connectS + 10}s (connected, then stalled)`, true);
     }
