@@ -164,17 +164,13 @@ load('hostsWithRole and firstControlPlane', () => {
   assert.is(firstControlPlane(inv).name, 'node1');
 });
 
-load('the loader is fast on a real inventory', () => {
-  const t0 = performance.now();
-  for (let i = 0; i < 20; i++) validateInventoryText(GOOD_INVENTORY, 'inventory.yaml');
-  assert.ok((performance.now() - t0) / 20 < 25, 'validation takes under 25 ms');
-});
-
-load('an alias bomb is refused quickly', () => {
+// Speed is the benchmark's to measure (scripts/bench.ts), not a test's: what protects against an
+// alias bomb is that its expansion is counted and refused before it happens, which this shows.
+load('an alias bomb is refused before it expands', () => {
   const bomb = badInventories.find((c) => c.name === 'alias bomb')!;
-  const t0 = performance.now();
-  validateInventoryText(bomb.yaml, 'inventory.yaml');
-  assert.ok(performance.now() - t0 < 1000);
+  const r = validateInventoryText(bomb.yaml, 'inventory.yaml');
+  assert.is(r.inventory, null);
+  assert.equal(r.problems.map((p) => p.message.match(/aliases expand the document past 50000 values/)?.[0]), ['aliases expand the document past 50000 values']);
 });
 
 load.run();
