@@ -158,6 +158,7 @@ export class RollingRefresh {
       else signal.addEventListener('abort', () => reject(interrupted()), { once: true });
     });
     aborted.catch(() => undefined);
+    let said = '';
     for (;;) {
       const t = turn(this.order, this.peers, host, steps, i);
       if (t.go) return;
@@ -166,7 +167,8 @@ export class RollingRefresh {
           `${host}: not refreshed to ${steps[i]}: ${t.stoppedBy} did not finish its refresh to ${t.step}, which comes first (control planes before workers, one at a time). Its own error says why; fix ${t.stoppedBy}, then run again.`,
         );
       }
-      progress(`waiting for ${t.waitFor.join(', ')} to refresh first`);
+      const waiting = `waiting for ${t.waitFor.join(', ')} to refresh first`;
+      if (waiting !== said) progress((said = waiting));
       const next = Promise.race([this.changed, aborted]);
       await (peers ? peers.wait(next) : next);
     }
