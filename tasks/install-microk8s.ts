@@ -1,14 +1,27 @@
 // Install MicroK8s from its snap channel (shared/reference/microk8s.md, "snap" and "microk8s status").
 // What I look at: `snap list microk8s`, the SSH user's groups and ~/.kube, `microk8s status`.
 // What I compare: the inventory's channel and holdRefresh.
-// What I change: snap install / refresh (one minor release at a time, one host at a time),
-// refresh hold, the microk8s group (then a new connection: groups apply at login), ~/.kube, and
-// waiting until MicroK8s is ready, read from its status rather than from an exit code.
+// What I change: snap install / refresh (one minor release at a time, one host at a time, control
+// planes first: rolling-refresh.ts), refresh hold, the microk8s group (then a new connection:
+// groups apply at login), ~/.kube, and waiting until MicroK8s is ready, read from its status
+// rather than from an exit code, and after a refresh until its node is Ready.
 import type { HostSpec, Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, Target, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
-import { describeStatus, fullChannel, parseSnapList, parseStatus, trackVersion, type Microk8sStatus } from './lib/microk8s.ts';
+import {
+  describeStatus,
+  firstControlPlane,
+  fullChannel,
+  nodeOfHost,
+  parseNodes,
+  parseSnapList,
+  parseStatus,
+  roleOf,
+  trackVersion,
+  type Microk8sStatus,
+} from './lib/microk8s.ts';
+import { orderWords, RollingRefresh, skewRefusal } from './lib/rolling-refresh.ts';
 
 const READY_WITHIN_MS = 10 * 60_000;
 const GROUP = 'microk8s';
@@ -71,7 +84,7 @@ function check(facts: Facts, inv: Inventory, target: Target): InstallChange[] {
     } else {
       const steps = refreshSteps(from, want);
       const via = steps.length > 1 ? ` via ${steps.slice(0, -1).join(', ')}` : '';
-      changes.push({ kind: 'refresh', steps, summary: `channel ${from} -> ${want} (refresh${via})` });
+      changes.push({ kind: 'refresh', steps, summary: `channel ${from} -> ${want} (refresh${via}${orderWords(inv)})` });
     }
   }
   const held = snap?.notes.includes('held') ?? false;
@@ -103,16 +116,12 @@ function check(facts: Facts, inv: Inventory, target: Target): InstallChange[] {
   return changes;
 }
 
-// Refreshing every host at once would restart every dqlite voter together: one host at a time.
-let refreshing: Promise<unknown> = Promise.resolve();
-function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
-  const run = refreshing.then(fn, fn);
-  refreshing = run.catch(() => undefined);
-  return run;
-}
-
 async function apply(ctx: ApplyContext, changes: InstallChange[]): Promise<void> {
   const host = ctx.target.host!;
+  // Said first, refresh or not: the units that come after this host wait until they know.
+  const rolling = RollingRefresh.of(ctx.inventory, ctx.peers);
+  const refresh = changes.find((c) => c.kind === 'refresh');
+  rolling.declare(host.name, refresh?.kind === 'refresh' ? refresh.steps : []);
   let restarted = false;
   for (const c of changes) {
     switch (c.kind) {
@@ -126,13 +135,16 @@ async function apply(ctx: ApplyContext, changes: InstallChange[]): Promise<void>
         restarted = true;
         break;
       case 'refresh':
-        await oneAtATime(async () => {
-          for (const step of c.steps) {
-            ctx.progress(`refreshing microk8s to ${step}`);
-            await ctx.run(sh`snap refresh microk8s --channel=${step}`, { sudo: true, timeoutMs: 20 * 60_000 });
-            await waitReady(ctx, host);
-          }
-        });
+        for (const [i, step] of c.steps.entries()) {
+          await rolling.waitTurn(host.name, c.steps, i, ctx.peers, (m) => ctx.progress(m), ctx.signal);
+          const refused = skewRefusal(host, step, await otherControlPlanes(ctx, host));
+          if (refused) throw new UserError(refused);
+          ctx.progress(`refreshing microk8s to ${step}`);
+          await ctx.run(sh`snap refresh microk8s --channel=${step}`, { sudo: true, timeoutMs: 20 * 60_000 });
+          await waitReady(ctx, host);
+          await waitNodeReady(ctx, host, step);
+          rolling.stepDone(host.name);
+        }
         break;
       case 'hold':
         await ctx.run(c.hold ? sh`snap refresh --hold microk8s` : sh`snap refresh --unhold microk8s`, { sudo: true });
@@ -173,6 +185,42 @@ async function waitReady(ctx: ApplyContext, host: HostSpec): Promise<void> {
   throw new UserError(
     `${host.name}: microk8s is not ready after ${READY_WITHIN_MS / 60_000} minutes (${describeStatus(last)}). To see why, run on ${host.name}: sudo microk8s inspect`,
   );
+}
+
+/** The MicroK8s version on every other control plane of the inventory that has the snap. */
+async function otherControlPlanes(ctx: ApplyContext, host: HostSpec): Promise<{ host: string; version: string }[]> {
+  const cps = ctx.inventory.hosts.filter((h) => roleOf(h) === 'control-plane' && h.name !== host.name);
+  const read = await Promise.all(
+    cps.map(async (h) => {
+      const r = await ctx.transportFor(h.name).exec(sh`snap list microk8s`.text, { signal: ctx.signal });
+      return { host: h.name, snap: parseSnapList(r, 'microk8s') };
+    }),
+  );
+  return read.flatMap((r) => (r.snap ? [{ host: r.host, version: r.snap.version }] : []));
+}
+
+/**
+ * Back ready after a refresh means its node Ready too, as a control plane sees it: on a worker
+ * `microk8s status` only says it is a worker, and a kubelet the API servers refuse (a version
+ * skew) keeps its node NotReady. A host that is no node of a cluster yet has nothing to wait for.
+ */
+async function waitNodeReady(ctx: ApplyContext, host: HostSpec, step: string): Promise<void> {
+  const via = roleOf(host) === 'control-plane' ? host : firstControlPlane(ctx.inventory);
+  const listed = await ctx.runOn(via.name, sh`microk8s kubectl get nodes -o json`, { sudo: true, allowExit: [1] });
+  // Anything but a node list (no cluster there yet) leaves nothing to wait for.
+  const node = listed.exitCode === 0 && listed.stdout.trimStart().startsWith('{') ? nodeOfHost(parseNodes(listed.stdout), host) : undefined;
+  if (!node) return;
+  ctx.progress(`waiting for node ${node.name} to be Ready`);
+  const r = await ctx.runOn(via.name, sh`microk8s kubectl wait --for=condition=Ready ${`node/${node.name}`} --timeout=${`${READY_WITHIN_MS / 1000}s`}`, {
+    sudo: true,
+    allowExit: [1],
+    timeoutMs: READY_WITHIN_MS + 60_000,
+  });
+  if (r.exitCode !== 0) {
+    throw new UserError(
+      `${host.name}: refreshed to ${step}, but node ${node.name} is not Ready after ${READY_WITHIN_MS / 60_000} minutes (${(r.stderr || r.stdout).trim()}). To see why, run on ${via.name}: microk8s kubectl describe node ${node.name}`,
+    );
+  }
 }
 
 const task: Task<InstallChange> = {

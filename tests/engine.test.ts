@@ -165,6 +165,36 @@ engine('--host limits host-scoped tasks', async () => {
   assert.equal(result.tasks.map((x) => x.host), ['node2']);
 });
 
+engine('peers: a unit waits for another unit of its task without holding a slot; they share one key', async () => {
+  const inv = inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }, { roles: ['worker'] }]);
+  const done = new Set<string>();
+  const log: string[] = [];
+  const keys = new Set<object>();
+  const t: AnyTask = {
+    id: 'roll',
+    title: 'roll',
+    needs: [],
+    scope: 'host',
+    check: (_f, _i, target) => (done.has(target.host!.name) ? [] : [{ summary: 'not yet' }]),
+    async apply(ctx) {
+      const me = ctx.target.host!.name;
+      keys.add(ctx.peers!.key);
+      assert.equal(ctx.peers!.hosts, ['node1', 'node3']);
+      // node1 goes last: with one slot it can only wait if it hands its slot to node3.
+      if (me === 'node1') log.push(`node1 saw node3 ${await ctx.peers!.wait(ctx.peers!.done('node3'))}`);
+      assert.is(await ctx.peers!.done('node2'), null, 'node2 has no unit in this run');
+      log.push(`${me} applied`);
+      done.add(me);
+    },
+  };
+  const ran = await Promise.race([run([t], { inv, hosts: ['node1', 'node3'], concurrency: 1 }), sleep(5000).then(() => null)]);
+  if (!ran) return assert.unreachable('deadlocked: the waiting unit kept the only slot');
+  const { result } = ran;
+  assert.equal(result.summary, { ok: 0, changed: 2, drift: 0, failed: 0, skipped: 0 });
+  assert.equal(log, ['node3 applied', 'node1 saw node3 changed', 'node1 applied']);
+  assert.is(keys.size, 1);
+});
+
 engine('report-only drift: check reports it, run shows it, leaves it alone and calls it converged', async () => {
   let applied: string[] = [];
   const t: AnyTask = {

@@ -317,16 +317,27 @@ install('a host without the snap: install, hold, group, ~/.kube', () => {
   ]);
 });
 
-install('channel changes: an upgrade, a jump of releases, a downgrade', () => {
+install('channel changes: an upgrade in the order it rolls, a jump of releases, a downgrade', () => {
   const snap = (track: string) => out(fx('snap-list-held.txt').replace('1.34/stable', track));
   const i = inv();
-  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), i, { host: i.hosts[0] })), ['channel 1.33/stable -> 1.34/stable (refresh)']);
-  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.32/stable') }), i, { host: i.hosts[0] })), ['channel 1.32/stable -> 1.34/stable (refresh via 1.33/stable)']);
+  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), i, { host: i.hosts[0] })), [
+    'channel 1.33/stable -> 1.34/stable (refresh; control plane first: node1, then workers)',
+  ]);
+  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.32/stable') }), i, { host: i.hosts[1] })), [
+    'channel 1.32/stable -> 1.34/stable (refresh via 1.33/stable; control plane first: node1, then workers)',
+  ]);
+  const five = inv('five');
+  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), five, { host: five.hosts[3] })), [
+    'channel 1.33/stable -> 1.34/stable (refresh; control planes first: node1, node2, node3, then workers)',
+  ]);
+  const alone = inventory([{ roles: ['control-plane'] }]);
+  alone.microk8s = i.microk8s;
+  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), alone, { host: alone.hosts[0] })), ['channel 1.33/stable -> 1.34/stable (refresh)']);
   assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.35/stable') }), i, { host: i.hosts[0] })), [
     'channel 1.35/stable -> 1.34/stable (downgrade: MicroK8s cannot go back a release; not done)',
   ]);
   const reference = installMicrok8s.check(installFacts({ snap: out(fx('snap-list.txt')) }), i, { host: i.hosts[0] });
-  assert.is(lines(reference)[0], 'channel 1.21/stable -> 1.34/stable (refresh via 1.22/stable, 1.23/stable, 1.24/stable, 1.25/stable, 1.26/stable, 1.27/stable, 1.28/stable, 1.29/stable, 1.30/stable, 1.31/stable, 1.32/stable, 1.33/stable)');
+  assert.is(lines(reference)[0], 'channel 1.21/stable -> 1.34/stable (refresh via 1.22/stable, 1.23/stable, 1.24/stable, 1.25/stable, 1.26/stable, 1.27/stable, 1.28/stable, 1.29/stable, 1.30/stable, 1.31/stable, 1.32/stable, 1.33/stable; control plane first: node1, then workers)');
 });
 
 install('holdRefresh false releases a hold; ~/.kube with a wrong mode; MicroK8s not running', () => {

@@ -4,7 +4,7 @@
 // only its dependents.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { HostSpec, Inventory } from '../lib/inventory-types.ts';
-import type { AnyTask, Apis, ApplyContext, Change, Facts, ProbeOutput, ReadContext, RunOptions, Secrets, Target } from '../lib/task.ts';
+import type { AnyTask, Apis, ApplyContext, Change, Facts, Peers, ProbeOutput, ReadContext, RunOptions, Secrets, Target } from '../lib/task.ts';
 import type { ExecResult, Transport } from '../lib/transport.ts';
 import { CommandError, TransportError, UserError } from '../lib/errors.ts';
 import { redact } from '../lib/redact.ts';
@@ -162,6 +162,29 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   }
   reporter.start(mode, plain.filter((u) => !u.gate));
 
+  // A task's units in this run, for the ones that roll a change over the hosts in an order: what
+  // they share is per task; `wait` hands the waiting unit's own slot back while it waits.
+  const peersOf = new Map<string, Omit<Peers, 'wait'>>();
+  const peers = (u: Unit, slot: Slot): Peers => {
+    let shared = peersOf.get(u.task);
+    if (!shared) {
+      const mine = new Map(plain.filter((p) => p.task === u.task && p.host).map((p) => [p.host!, p]));
+      shared = { key: {}, hosts: [...mine.keys()], done: (host) => mine.get(host)?.done.then((o) => o.status) ?? Promise.resolve(null) };
+      peersOf.set(u.task, shared);
+    }
+    return {
+      ...shared,
+      wait: async (p) => {
+        slot.release();
+        try {
+          return await p;
+        } finally {
+          slot.release = await slots.acquire();
+        }
+      },
+    };
+  };
+
   const execute = async (u: Unit): Promise<Outcome> => {
     // A check changes nothing, so nothing waits: every unit compares its (prefetched) facts at once.
     const depOutcomes = mode === 'check' ? [] : await Promise.all(u.deps.map((d) => d.done));
@@ -179,7 +202,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
         return { ...base, status: 'skipped', changes: [], error: why, ms: 0 };
       }
     }
-    const release = await slots.acquire();
+    const slot: Slot = { release: await slots.acquire() };
     try {
       if (opts.signal?.aborted) return { ...base, status: 'skipped', changes: [], error: 'interrupted before it started', ms: 0 };
       u.running = true;
@@ -199,7 +222,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
       const todo = changes.filter((c) => !c.reportOnly);
       if (todo.length === 0) return { ...base, status: 'ok', changes: lines, ms: Date.now() - t0 };
       if (u.gate) return { ...base, status: 'drift', changes: lines, ms: Date.now() - t0 };
-      await u.t.apply(applyContext(u, opts, transportOf, batcherOf), todo);
+      await u.t.apply({ ...applyContext(u, opts, transportOf, batcherOf), peers: peers(u, slot) }, todo);
       reporter.progress(u, 'verifying');
       facts = await gatherFacts(u, opts, batcherOf, transportOf);
       const left = u.t.check(facts, inv, target(u)).filter((c: Change) => !c.reportOnly);
@@ -211,7 +234,7 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
     } catch (e) {
       return { ...base, status: 'failed', changes: [], error: describeError(e), ms: Date.now() - t0 };
     } finally {
-      release();
+      slot.release();
     }
   };
 
@@ -376,6 +399,11 @@ export function describeError(e: unknown): string {
     return redact(`internal error (a bug in homelab, please report it): ${e.stack ?? e.message}`);
   if (e instanceof Error) return redact(e.message);
   return redact(String(e));
+}
+
+/** A unit's concurrency slot: `release` changes when the unit hands it back and takes another. */
+interface Slot {
+  release: () => void;
 }
 
 class Semaphore {

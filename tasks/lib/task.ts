@@ -82,6 +82,29 @@ export interface ApplyContext extends ReadContext {
   runOn(hostName: string, script: Raw, opts?: RunOptions): Promise<ExecResult>;
   /** A progress line for the display ("waiting for microk8s to be ready (12s)"). */
   progress(message: string): void;
+  /**
+   * The units of this task on other hosts in this run, for a change that must roll over the hosts
+   * in an order (install-microk8s refreshes control planes first, one at a time). Absent outside
+   * the engine: the unit is then the only one.
+   */
+  peers?: Peers;
+}
+
+/** How a unit ended, as the engine records it. */
+export type UnitStatus = 'ok' | 'changed' | 'drift' | 'failed' | 'skipped';
+
+export interface Peers {
+  /** The same object for every unit of this task in this run: key the state they share by it. */
+  key: object;
+  /** The hosts this task runs on in this run (after --host and --failed), in inventory order. */
+  hosts: string[];
+  /** How that host's unit of this task ended; null at once for a host with no unit in this run. */
+  done(host: string): Promise<UnitStatus | null>;
+  /**
+   * Await `p` without holding a concurrency slot: a unit waiting for its peers must not keep them
+   * from the slots they need to get where it waits for them.
+   */
+  wait<T>(p: Promise<T>): Promise<T>;
 }
 
 export interface RunOptions extends Omit<ExecOptions, 'onOutput'> {

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Faults } from '../../tasks/lab/faults.ts';
 import type { CommandOptions, CommandResult, HostState, Invocation, SimCommand, World, WorldHooks } from '../../tasks/lab/hosts/types.ts';
-import { onMicrok8sSnapInstalled, registerMicrok8s } from '../../tasks/lab/hosts/microk8s.ts';
+import { onMicrok8sSnapInstalled, onMicrok8sSnapRefreshed, onMicrok8sSnapRemoved, registerMicrok8s } from '../../tasks/lab/hosts/microk8s.ts';
+import { snapCommand } from '../../tasks/lab/hosts/snap.ts';
 
 export interface TestWorld extends World {
   dir: string;
@@ -60,6 +61,13 @@ export function makeWorld(hosts: HostState[], opts: { timeScale?: number; hooks?
 
 const commands = new Map<string, { fn: SimCommand; opts: CommandOptions }>();
 registerMicrok8s((name, fn, opts) => commands.set(name, { fn, opts }));
+// `snap refresh|remove microk8s` with the snap's hooks wired as the lab session wires them.
+const snap = snapCommand((name) =>
+  name === 'microk8s'
+    ? { refreshed: (inv, _from, to) => onMicrok8sSnapRefreshed(inv.host, inv.world, to), removed: (inv) => onMicrok8sSnapRemoved(inv.host, inv.world) }
+    : undefined,
+);
+commands.set('snap', { fn: snap.fn, opts: snap.opts });
 
 /** What `snap install microk8s` does on a host: the snap's entry, then its install hook. */
 export function installMicrok8s(world: World, host: HostState, channel = '1.34/stable', version = 'v1.34.1', revision = 8148): void {

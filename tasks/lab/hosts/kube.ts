@@ -764,6 +764,12 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
   }
 }
 
+/** The verb of a kubectl command line, `` when there is none (or the line does not parse). */
+export function kubectlVerb(argv: string[]): string {
+  const parsed = parseArgs(argv);
+  return typeof parsed === 'string' ? '' : parsed.verb;
+}
+
 /** Whether a kubectl command line changes the cluster (the write-detector's question). */
 export function kubectlMutates(argv: string[]): boolean {
   const parsed = parseArgs(argv);

@@ -7,12 +7,14 @@
 import crypto from 'node:crypto';
 import type { CommandResult, HostState, Invocation, World } from './types.ts';
 import type { KubeObject } from './kube-store.ts';
+import { skewMessage, type ApiServer } from './microk8s-skew.ts';
 import { isEnabled } from './microk8s-addons.ts';
 import {
   clusterOf,
   DELAY,
+  kubeletSkew,
+  kubeletUp,
   kubeVersion,
-  memberReady,
   nodeOf,
   scaled,
   simDelay,
@@ -231,10 +233,15 @@ export function hostpathWarning(world: World, host: HostState): string {
 
 type Cond = (type: string, status: string, reason: string, message: string) => Record<string, string>;
 
-/** A starting kubelet reports NotReady until Calico is up; a node gone silent turns Unknown. */
-function conditions(state: 'ready' | 'starting' | 'lost', cond: Cond): Record<string, string>[] {
+/**
+ * A starting kubelet reports NotReady until Calico is up; a node gone silent turns Unknown, and so
+ * does one whose kubelet is too new for an API server it reaches (microk8s-skew.ts), with the lab's
+ * reason beside the controller's words.
+ */
+function conditions(state: 'ready' | 'starting' | 'lost' | 'skewed', cond: Cond, skewed: string): Record<string, string>[] {
   const lost = (type: string) => cond(type, 'Unknown', 'NodeStatusUnknown', 'Kubelet stopped posting node status.');
   if (state === 'lost') return ['MemoryPressure', 'DiskPressure', 'PIDPressure', 'Ready'].map(lost);
+  if (state === 'skewed') return [...['MemoryPressure', 'DiskPressure', 'PIDPressure'].map(lost), cond('Ready', 'Unknown', 'NodeStatusUnknown', skewed)];
   return [
     cond('MemoryPressure', 'False', 'KubeletHasSufficientMemory', 'kubelet has sufficient memory available'),
     cond('DiskPressure', 'False', 'KubeletHasNoDiskPressure', 'kubelet has no disk pressure'),
@@ -259,8 +266,11 @@ export function nodeObjects(world: World, ref: ClusterRef, now = Date.now()): Ku
   return ref.cluster.members.map((m) => {
     const host = world.hosts[m.host];
     const node = host && nodeOf(host);
-    const state = memberReady(world, ref.holder.name, m, now)
-      ? 'ready'
+    const skew: ApiServer | null = kubeletSkew(world, ref.holder.name, m, now);
+    const state = kubeletUp(world, ref.holder.name, m, now)
+      ? skew
+        ? 'skewed'
+        : 'ready'
       : node && node.clusterHost === ref.holder.name && !node.stopped
         ? 'starting'
         : 'lost';
@@ -309,7 +319,7 @@ export function nodeObjects(world: World, ref: ClusterRef, now = Date.now()): Ku
         ],
         allocatable: { cpu: '4', 'ephemeral-storage': '101430960Ki', memory: '16283700Ki', pods: '110' },
         capacity: { cpu: '4', 'ephemeral-storage': '102479536Ki', memory: '16386100Ki', pods: '110' },
-        conditions: conditions(state, cond),
+        conditions: conditions(state, cond, skew ? skewMessage(version, skew) : ''),
         daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
         nodeInfo: {
           architecture: 'amd64',

@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import type { HostState, World } from './types.ts';
 import { emptyStore, type KubeStore } from './kube-store.ts';
+import { tooNewFor, type ApiServer } from './microk8s-skew.ts';
 
 export type NodeRole = 'control-plane' | 'worker';
 
@@ -113,11 +114,37 @@ export function apiUp(node: NodeState, now = Date.now()): boolean {
   return !node.stopped && now >= node.apiUpAt;
 }
 
-/** A member's kubelet posts Ready: its snap is there, still in this cluster, running, past start-up. */
-export function memberReady(world: World, holder: string, m: Member, now = Date.now()): boolean {
+/** A member's kubelet runs: its snap is there, it is still in this cluster, running, past start-up. */
+export function kubeletUp(world: World, holder: string, m: Member, now: number): boolean {
   const host = world.hosts[m.host];
   const node = host && nodeOf(host);
   return !!node && node.clusterHost === holder && !node.stopped && now >= node.nodeReadyAt;
+}
+
+/** The API servers that answer: control planes of the cluster whose services are up, with their versions. */
+export function apiServersUp(world: World, holder: string, members: Member[], now = Date.now()): ApiServer[] {
+  return members.flatMap((m) => {
+    const host = world.hosts[m.host];
+    const node = host && nodeOf(host);
+    if (m.role !== 'control-plane' || !node || node.clusterHost !== holder || !apiUp(node, now)) return [];
+    return [{ host: m.host, version: kubeVersion(host) }];
+  });
+}
+
+/**
+ * The API server a member's kubelet is too new for (microk8s-skew.ts): only a worker's, whose
+ * apiserver-proxy reaches every control plane; a control plane's kubelet uses its own API server.
+ */
+export function kubeletSkew(world: World, holder: string, m: Member, now = Date.now()): ApiServer | null {
+  const host = world.hosts[m.host];
+  const cluster = world.hosts[holder] && nodeOf(world.hosts[holder])?.cluster;
+  if (m.role !== 'worker' || !host || !nodeOf(host) || !cluster) return null;
+  return tooNewFor(kubeVersion(host), apiServersUp(world, holder, cluster.members, now));
+}
+
+/** A member's kubelet posts Ready: it runs, and the API servers it reaches accept its status. */
+export function memberReady(world: World, holder: string, m: Member, now = Date.now()): boolean {
+  return kubeletUp(world, holder, m, now) && !kubeletSkew(world, holder, m, now);
 }
 
 /**

@@ -4,6 +4,7 @@
 // scripts/wrappers/version.py, microk8s-resources/client-x509.config.template, scripts/inspect.sh.
 import type { CommandResult, Invocation } from './types.ts';
 import { availableAddons, isEnabled, type AddonInfo } from './microk8s-addons.ts';
+import { quorum } from './microk8s-quorum.ts';
 import {
   apiUp,
   clusterOf,
@@ -22,10 +23,14 @@ function result(stdout: string, exitCode = 0, stderr = ''): CommandResult {
   return { stdout, stderr, exitCode };
 }
 
-/** is_cluster_ready: this node's API answers and some node of the cluster is Ready. */
+/**
+ * is_cluster_ready: `kubectl get all,nodes` answers and some node of the cluster is Ready. Without
+ * a dqlite quorum the API server cannot answer it (microk8s-quorum.ts): status says MicroK8s is
+ * not running, as users of a cluster that lost its majority report (microk8s#2348, #3859).
+ */
 function clusterReady(inv: Invocation, ref: ClusterRef | null): boolean {
   const node = nodeOf(inv.host);
-  if (!node || !ref || !apiUp(node)) return false;
+  if (!node || !ref || !apiUp(node) || !quorum(inv.world, ref).ok) return false;
   return ref.cluster.members.some((m) => memberReady(inv.world, ref.holder.name, m));
 }
 

@@ -5,7 +5,8 @@ import type { CommandOptions, CommandResult, HostState, Invocation, SimCommand, 
 import { seedStore, xable } from './microk8s-addons.ts';
 import { addNode, hostpathWarning, join } from './microk8s-cluster.ts';
 import { config, inspect, status, version } from './microk8s-status.ts';
-import { kubectl, kubectlMutates } from './kube.ts';
+import { kubectl, kubectlMutates, kubectlVerb } from './kube.ts';
+import { DATASTORE_TIMEOUT, quorum, REQUEST_DEADLINE_MS } from './microk8s-quorum.ts';
 import {
   apiUp,
   clusterOf,
@@ -14,6 +15,7 @@ import {
   nodeOf,
   restartNode,
   scaled,
+  simDelay,
   type NodeState,
 } from './microk8s-state.ts';
 
@@ -24,6 +26,9 @@ const SUBCOMMANDS = [
 
 /** The snap apps besides `microk8s` itself (snap/snapcraft.yaml) that the lab simulates. */
 const APPS = ['kubectl', 'add-node', 'join', 'inspect', 'enable', 'disable', 'start', 'stop', 'status', 'config', 'version'];
+
+/** kubectl verbs that need no datastore behind the API server (help, version, config view). */
+const CLIENT_ONLY = new Set(['', 'version', 'config']);
 
 const MUTATING = new Set(['enable', 'disable', 'join', 'add-node', 'start', 'stop', 'leave', 'remove-node', 'reset', 'refresh-certs']);
 
@@ -94,6 +99,12 @@ async function microk8s(inv: Invocation): Promise<CommandResult> {
       const ref = clusterOf(inv.world, inv.host);
       if (!ref || !apiUp(node)) {
         return result('', 1, 'The connection to the server 127.0.0.1:16443 was refused - did you specify the right host or port?\n');
+      }
+      // The API server answers /version and kubectl's own config without its datastore; anything
+      // else waits for a dqlite leader that a minority of voters cannot elect.
+      if (!CLIENT_ONLY.has(kubectlVerb(args)) && !quorum(inv.world, ref).ok) {
+        await simDelay(inv.world, REQUEST_DEADLINE_MS);
+        return result('', 1, DATASTORE_TIMEOUT);
       }
       return kubectl(inv, args, ref);
     }
