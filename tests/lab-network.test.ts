@@ -9,10 +9,15 @@ import * as assert from 'uvu/assert';
 import { cleanup, installMicrok8s, makeHost, makeWorld, type TestWorld } from './helpers/microk8s-world.ts';
 import { applyObject, type KubeObject } from '../tasks/lab/hosts/kube-store.ts';
 import { refreshWorkloads } from '../tasks/lab/hosts/kube-workloads.ts';
-import { nodeOf, type ClusterRef } from '../tasks/lab/hosts/microk8s-state.ts';
-import { hostSourceAddress, networkView, reachIn, type Endpoint, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
-import type { LabPod } from '../tasks/lab/hosts/pods.ts';
+import { clusterOf, nodeOf, type ClusterRef } from '../tasks/lab/hosts/microk8s-state.ts';
+import { hostSourceAddress, networkView, reachIn, type Endpoint, type NetworkView, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
+import { nodeNetworks, type LabPod } from '../tasks/lab/hosts/pods.ts';
 import { ufwCommands } from '../tasks/lab/hosts/ufw.ts';
+import { speakerPods, speakerViews } from '../tasks/lab/hosts/metallb-speaker.ts';
+import { startLabSession, type LabSession } from '../tasks/lab/session.ts';
+import { loadInventory } from '../tasks/lib/inventory.ts';
+import type { Inventory } from '../tasks/lib/inventory-types.ts';
+import { cli, EXAMPLE, workdir, type Workdir } from './helpers/lab-cli.ts';
 
 type Dict = Record<string, unknown>;
 
@@ -396,3 +401,194 @@ services('a Service\'s cluster IP stands for it; the kubernetes Service is the c
 });
 
 services.run();
+
+// ---- consequences on a lab after `run all` ----------------------------------------------------------
+
+interface E2e {
+  w: Workdir;
+  inv: Inventory;
+  session?: LabSession;
+}
+
+const e2e = suite<E2e>('network model on the lab after run all (example inventory: node1 control plane, node2 worker)');
+
+// Prometheus, Alertmanager and node-exporter as kube-prometheus-stack runs them, reduced to what the
+// network sees: prometheus-operator's pod labels and web ports (pkg/prometheus/server/operator.go,
+// pkg/prometheus/common.go 9090; pkg/alertmanager/operator.go, statefulset.go 9093) and the
+// prometheus-node-exporter chart's DaemonSet (values.yaml hostNetwork: true, service.port 9100,
+// portName metrics). Where the lab places them is the lab's business: the tests ask it.
+const STANDINS = `
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: prometheus-lab, namespace: monitoring}
+spec:
+  serviceName: prometheus-operated
+  selector: {matchLabels: {app.kubernetes.io/name: prometheus, prometheus: lab}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: prometheus, prometheus: lab}}
+    spec: {containers: [{name: prometheus, image: quay.io/prometheus/prometheus, ports: [{name: web, containerPort: 9090}]}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: alertmanager-lab, namespace: monitoring}
+spec:
+  serviceName: alertmanager-operated
+  selector: {matchLabels: {app.kubernetes.io/name: alertmanager, alertmanager: lab}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: alertmanager, alertmanager: lab}}
+    spec: {containers: [{name: alertmanager, image: quay.io/prometheus/alertmanager, ports: [{name: web, containerPort: 9093}]}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: lab-node-exporter, namespace: monitoring}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: prometheus-node-exporter}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: prometheus-node-exporter}}
+    spec: {hostNetwork: true, containers: [{name: node-exporter, image: quay.io/prometheus/node-exporter, ports: [{name: metrics, containerPort: 9100}]}]}
+`;
+
+async function open(ctx: E2e): Promise<LabSession> {
+  ctx.session ??= await startLabSession(ctx.inv, { env: { LAB_TIME_SCALE: '0' } });
+  return ctx.session;
+}
+
+async function close(ctx: E2e): Promise<void> {
+  await ctx.session?.close();
+  ctx.session = undefined;
+}
+
+async function sh(ctx: E2e, hostName: string, command: string, input?: string): Promise<string> {
+  const r = await (await open(ctx)).hosts.transport(hostName).exec(command, { sudo: true, input });
+  assert.is(r.exitCode, 0, `${hostName}: ${command}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The network as the lab holds it now (kubectl first, so workload status is up to date). */
+async function view(ctx: E2e): Promise<NetworkView> {
+  await sh(ctx, 'node1', 'microk8s kubectl get pods -A');
+  const world = (await open(ctx)).hosts.world;
+  return networkView(world, clusterOf(world, world.hosts.node1)!);
+}
+
+const only = (v: NetworkView, owner: string, node?: string) => {
+  const found = v.pods.filter((p) => p.owner.endsWith(`/${owner}`) && (!node || p.node === node));
+  assert.is(found.length, 1, `one pod of ${owner}${node ? ` on ${node}` : ''}`);
+  return found[0];
+};
+
+e2e.before(async (ctx) => {
+  ctx.w = workdir(EXAMPLE, 'hl-lab-network-');
+  const run = await cli(['run', 'all', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
+  assert.is(run.code, 0, run.text());
+  ctx.inv = loadInventory(ctx.w.file);
+  await sh(ctx, 'node1', 'microk8s kubectl apply -f -', STANDINS);
+});
+
+e2e.after(async (ctx) => {
+  await close(ctx);
+  ctx.w.remove();
+});
+
+e2e('Prometheus reaches node-exporter on the other node only while that node\'s ufw allows 9100 from Prometheus\' node; prepare-host puts the rule back', async (ctx) => {
+  let v = await view(ctx);
+  const prometheus = only(v, 'prometheus-lab');
+  const other = ctx.inv.hosts.find((h) => h.name !== prometheus.node)!;
+  const self = ctx.inv.hosts.find((h) => h.name === prometheus.node)!;
+  const scrape = (net: NetworkView, node: string) => reachIn(net, { kind: 'pod', pod: prometheus }, { kind: 'pod', pod: only(net, 'lab-node-exporter', node) }, 9100);
+  assert.equal(scrape(v, other.name), { ok: true });
+  assert.equal(scrape(v, self.name), { ok: true });
+
+  // The firewall as it was before prepare-host opened 9100: what `run all` on main left.
+  await sh(ctx, other.name, `ufw delete allow from ${self.address} to any port 9100 proto tcp`);
+  v = await view(ctx);
+  assert.equal(scrape(v, other.name), { ok: false, why: `${other.name}'s firewall denies 9100/tcp from ${self.address}` });
+  assert.equal(scrape(v, self.name), { ok: true }, 'its own node: FELIX_DEFAULTENDPOINTTOHOSTACTION=ACCEPT');
+
+  await close(ctx);
+  const check = await cli(['check', 'prepare-host', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
+  assert.is(check.code, 2, check.text());
+  assert.ok(check.out.includes(`[${other.name}] prepare-host: ~ firewall rule 9100/tcp from ${self.address} (node-exporter, ${self.name}): absent -> allowed`), check.text());
+  const fix = await cli(['run', 'prepare-host', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
+  assert.is(fix.code, 0, fix.text());
+  assert.equal(scrape(await view(ctx), other.name), { ok: true });
+});
+
+e2e('MetalLB speakers (host network) see each other only while 7946 tcp and udp are open between the nodes; their logs say so', async (ctx) => {
+  const speakers = async () => speakerViews(await view(ctx)).map((s) => `${s.name}: ${s.peers.map((p) => `${p.name} ${p.alive ? 'alive' : 'failed'}`).join(', ')}`).sort();
+  const logs = async (node: string) => {
+    const pod = speakerPods(await view(ctx)).find((p) => p.node === node)!;
+    assert.ok(pod.hostNetwork, 'the speaker runs on the host network, as the addon runs it');
+    return (await sh(ctx, 'node1', `microk8s kubectl logs -n metallb-system ${pod.name}`)).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  assert.equal(await speakers(), ['node1: node2 alive', 'node2: node1 alive']);
+  const joined = (await logs('node1')).find((l) => l.msg === 'memberlist join successfully');
+  assert.equal({ ...joined, ts: undefined }, { caller: 'speakerlist.go:271', level: 'info', msg: 'memberlist join successfully', op: 'Member detection', 'number of other nodes': 1, ts: undefined });
+
+  // What the hosts' firewalls were before prepare-host opened memberlist: nothing on 7946.
+  for (const [h, peer] of [['node1', '192.168.1.11'], ['node2', '192.168.1.10']]) {
+    for (const proto of ['tcp', 'udp']) await sh(ctx, h, `ufw delete allow from ${peer} to any port 7946 proto ${proto}`);
+  }
+  assert.equal(await speakers(), ['node1: node2 failed', 'node2: node1 failed']);
+  const failed = (await logs('node1')).find((l) => l.msg === 'partial join');
+  assert.equal(failed?.error, "1 error occurred:\n\t* Failed to join 192.168.1.11:7946: dial tcp 192.168.1.11:7946: i/o timeout (lab: node2's firewall denies 7946/tcp from 192.168.1.10)\n\n");
+  assert.not.ok((await logs('node1')).some((l) => l['node name'] === 'node2'), 'node2 never joins node1\'s memberlist');
+
+  // UDP alone closed: members over TCP, probes fall back to TCP, and memberlist warns.
+  for (const [h, peer] of [['node1', '192.168.1.11'], ['node2', '192.168.1.10']]) await sh(ctx, h, `ufw allow from ${peer} to any port 7946 proto tcp`);
+  assert.equal(await speakers(), ['node1: node2 alive', 'node2: node1 alive']);
+  assert.ok((await logs('node2')).some((l) => l.msg === 'memberlist: Was able to connect to node1 over TCP but UDP probes failed, network may be misconfigured (lab: node1\'s firewall denies 7946/udp from 192.168.1.11)'));
+
+  await close(ctx);
+  const fix = await cli(['run', 'prepare-host', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
+  assert.is(fix.code, 0, fix.text());
+  assert.ok(fix.out.some((l) => l.includes('firewall rule 7946/udp from 192.168.1.11 (MetalLB memberlist, node2): absent -> allowed')), fix.text());
+  assert.equal(await speakers(), ['node1: node2 alive', 'node2: node1 alive']);
+  assert.not.ok((await logs('node2')).some((l) => l.level !== 'info'));
+});
+
+e2e('the API server\'s service proxy reaches Prometheus and Alertmanager from any node: allow-apiserver-proxy lets the tunnel addresses in past default-deny', async (ctx) => {
+  const v = await view(ctx);
+  const prometheus = only(v, 'prometheus-lab');
+  const alertmanager = only(v, 'alertmanager-lab');
+  const other = ctx.inv.hosts.find((h) => h.name !== prometheus.node)!.name;
+  const proxy = (net: NetworkView, from: string, pod: LabPod, port: number) => reachIn(net, { kind: 'host', host: from }, { kind: 'pod', pod }, port);
+  // An API server on the pod's node is not policed; one on another node comes through the tunnel.
+  assert.equal(proxy(v, prometheus.node, prometheus, 9090), { ok: true });
+  assert.equal(proxy(v, other, prometheus, 9090), { ok: true });
+  assert.equal(proxy(v, other, alertmanager, 9093), { ok: true });
+  assert.not.ok(proxy(v, other, prometheus, 9091).ok, 'those two ports only');
+
+  // Without the rendered allowance (as on main), default-deny drops it.
+  await sh(ctx, 'node1', 'microk8s kubectl delete networkpolicy -n monitoring allow-apiserver-proxy');
+  const tunnel = nodeNetworks((await open(ctx)).hosts.world, clusterOf((await open(ctx)).hosts.world, (await open(ctx)).hosts.world.hosts.node1)!).find((n) => n.host === other)!.tunnel;
+  const denied = await view(ctx);
+  assert.equal(proxy(denied, other, prometheus, 9090), {
+    ok: false,
+    why: `NetworkPolicy monitoring/default-deny isolates pod monitoring/${prometheus.name} for ingress and no policy allows 9090/TCP from ${tunnel} (${other}'s tunnel address)`,
+  });
+  assert.equal(proxy(denied, prometheus.node, prometheus, 9090), { ok: true });
+});
+
+e2e('flows the rendered repository needs pass our own policies and firewalls: DNS, the API server, the tunnel origins and the edge', async (ctx) => {
+  const v = await view(ctx);
+  const inNs = (namespace: string) => v.pods.filter((p) => p.namespace === namespace);
+  const dns = { kind: 'service', namespace: 'kube-system', name: 'kube-dns' } as const;
+  const api = { kind: 'service', namespace: 'default', name: 'kubernetes' } as const;
+  const flows: [string, Verdict][] = [];
+  for (const p of [...inNs('cloudflared'), ...inNs('homepage'), ...inNs('monitoring').filter((x) => !x.hostNetwork)]) {
+    flows.push([`${p.name} -> DNS udp`, reachIn(v, { kind: 'pod', pod: p }, dns, 53, 'UDP')], [`${p.name} -> DNS tcp`, reachIn(v, { kind: 'pod', pod: p }, dns, 53, 'TCP')]);
+  }
+  for (const p of [...inNs('homepage'), ...inNs('monitoring').filter((x) => !x.hostNetwork)]) flows.push([`${p.name} -> API server`, reachIn(v, { kind: 'pod', pod: p }, api, 443)]);
+  for (const p of inNs('cloudflared')) {
+    flows.push([`${p.name} -> homepage`, reachIn(v, { kind: 'pod', pod: p }, { kind: 'service', namespace: 'homepage', name: 'homepage' }, 3000)]);
+    flows.push([`${p.name} -> the edge`, reachIn(v, { kind: 'pod', pod: p }, { kind: 'external', address: '198.41.192.7', name: 'region1.v2.argotunnel.com' }, 7844, 'UDP')]);
+  }
+  assert.ok(flows.length >= 12);
+  assert.equal(flows.filter(([, r]) => !r.ok).map(([f, r]) => `${f}: ${r.why}`), []);
+  // And what they must not do: Homepage has no way to the internet (its update check).
+  const homepage = inNs('homepage')[0];
+  assert.match(reachIn(v, { kind: 'pod', pod: homepage }, { kind: 'external', address: '140.82.112.6', name: 'api.github.com' }, 443).why!, /^NetworkPolicy homepage\/default-deny isolates pod homepage\/homepage-\w+-\w+ for egress and no policy allows 140\.82\.112\.6:443\/TCP \(api\.github\.com\)$/);
+});
+
+e2e.run();
