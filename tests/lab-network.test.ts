@@ -584,9 +584,18 @@ e2e('flows the rendered repository needs pass our own policies and firewalls: DN
     flows.push([`${p.name} -> homepage`, reachIn(v, { kind: 'pod', pod: p }, { kind: 'service', namespace: 'homepage', name: 'homepage' }, 3000)]);
     flows.push([`${p.name} -> the edge`, reachIn(v, { kind: 'pod', pod: p }, { kind: 'external', address: '198.41.192.7', name: 'region1.v2.argotunnel.com' }, 7844, 'UDP')]);
   }
-  assert.ok(flows.length >= 12);
+  // Prometheus scrapes the Flux controllers (monitoring/configs/podmonitors.yaml) through Flux's own
+  // allow-scraping policy, and our allow-prometheus-scrape.
+  const prometheus = only(v, 'prometheus-lab');
+  const flux = inNs('flux-system');
+  assert.is(flux.length, 4);
+  for (const p of flux) flows.push([`prometheus -> ${p.name}:8080`, reachIn(v, { kind: 'pod', pod: prometheus }, { kind: 'pod', pod: p }, 8080)]);
+  assert.ok(flows.length >= 16);
   assert.equal(flows.filter(([, r]) => !r.ok).map(([f, r]) => `${f}: ${r.why}`), []);
-  // And what they must not do: Homepage has no way to the internet (its update check).
+  // And what they must not do: nothing outside flux-system reaches source-controller's artifacts
+  // (Flux's allow-egress admits only its own namespace); Homepage has no way to the internet.
+  const source = flux.find((p) => p.labels.app === 'source-controller')!;
+  assert.match(reachIn(v, { kind: 'pod', pod: prometheus }, { kind: 'pod', pod: source }, 9090).why!, /^NetworkPolicies flux-system\/allow-egress, flux-system\/allow-scraping isolate pod flux-system\/source-controller-\w+-\w+ for ingress and no policy allows 9090\/TCP from 10\.1\.\d+\.\d+ \(pod monitoring\/prometheus-lab-0\)$/);
   const homepage = inNs('homepage')[0];
   assert.match(reachIn(v, { kind: 'pod', pod: homepage }, { kind: 'external', address: '140.82.112.6', name: 'api.github.com' }, 443).why!, /^NetworkPolicy homepage\/default-deny isolates pod homepage\/homepage-\w+-\w+ for egress and no policy allows 140\.82\.112\.6:443\/TCP \(api\.github\.com\)$/);
 });
