@@ -10,7 +10,7 @@ import { cleanup, installMicrok8s, makeHost, makeWorld, type TestWorld } from '.
 import { applyObject, type KubeObject } from '../tasks/lab/hosts/kube-store.ts';
 import { refreshWorkloads } from '../tasks/lab/hosts/kube-workloads.ts';
 import { clusterOf, nodeOf, type ClusterRef } from '../tasks/lab/hosts/microk8s-state.ts';
-import { hostSourceAddress, networkView, reachIn, type Endpoint, type NetworkView, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
+import { endpointsOf, hostSourceAddress, networkView, reachIn, type Endpoint, type NetworkView, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
 import { nodeNetworks, type LabPod } from '../tasks/lab/hosts/pods.ts';
 import { ufwCommands } from '../tasks/lab/hosts/ufw.ts';
 import { speakerPods, speakerViews } from '../tasks/lab/hosts/metallb-speaker.ts';
@@ -383,6 +383,10 @@ services('no ready endpoint: pods that are not Ready, or whose container has no 
     service('apps', 'unnamed', { app: 'client' }, [{ name: 'web', port: 80, targetPort: 'http' }]),
   );
   assert.equal(lab.reach(pod(client), { kind: 'service', namespace: 'apps', name: 'stuck' }, 80), { ok: false, why: 'no ready endpoint for Service apps/stuck port http' });
+  // What endpoint discovery (Prometheus' endpoints role) sees: the pods, on the target port, not ready.
+  const v = networkView(lab.world, lab.ref);
+  assert.equal(endpointsOf(v, 'apps', 'stuck', 'http').endpoints.map((e) => [e.pod?.node, e.port, e.ready]).sort(), [['node1', 8080, false], ['node2', 8080, false]]);
+  assert.equal(endpointsOf(v, 'apps', 'web', 80).endpoints.map((e) => [e.pod?.node, e.port, e.ready]).sort(), [['node1', 8080, true], ['node2', 8080, true]]);
   assert.equal(lab.reach(pod(client), { kind: 'service', namespace: 'apps', name: 'unnamed' }, 80), { ok: false, why: 'no ready endpoint for Service apps/unnamed port web' });
 });
 

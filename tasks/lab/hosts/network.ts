@@ -36,7 +36,7 @@ import type { KubeStore } from './kube-store.ts';
 import { apiUp, nodeOf, type ClusterRef } from './microk8s-state.ts';
 import { labPods, nodeNetworks, type LabPod, type NodeNet } from './pods.ts';
 import { containerPorts, policyAllows, type Peer } from './network-policy.ts';
-import { serviceEndpoints } from './network-services.ts';
+import { serviceEndpoints, type ServiceLookup } from './network-services.ts';
 import { firewallIn, firewallOut, type FirewallVerdict, type Packet } from './ufw-filter.ts';
 
 export type Proto = 'TCP' | 'UDP';
@@ -246,7 +246,7 @@ function flow(view: NetworkView, s: Point, d: Point, port: number, proto: Proto)
 }
 
 function toService(view: NetworkView, s: Point, namespace: string, name: string, port: number, proto: Proto): Verdict {
-  const { service, servicePort, endpoints } = serviceEndpoints(view.store, view.pods, view.nets, namespace, name, port, proto);
+  const { service, servicePort, endpoints } = endpointsOf(view, namespace, name, port, proto);
   if (!service) return { ok: false, why: `Service ${namespace}/${name} does not exist` };
   if (!servicePort) return { ok: false, why: `Service ${namespace}/${name} has no port ${port}/${proto}` };
   const publishNotReady = (service.spec as { publishNotReadyAddresses?: boolean } | undefined)?.publishNotReadyAddresses === true;
@@ -260,6 +260,11 @@ function toService(view: NetworkView, s: Point, namespace: string, name: string,
   if (blocked.length === verdicts.length) return { ok: false, why: whys };
   // kube-proxy picks an endpoint per connection: some connections fail.
   return { ok: false, why: `${blocked.length} of ${verdicts.length} endpoints of Service ${namespace}/${name} port ${portName} cannot be reached: ${whys}` };
+}
+
+/** Service `namespace/name`'s endpoints on its port `port` (number or name), ready or not. */
+export function endpointsOf(view: NetworkView, namespace: string, name: string, port: number | string, proto: Proto = 'TCP'): ServiceLookup {
+  return serviceEndpoints(view.store, view.pods, view.nets, namespace, name, port, proto);
 }
 
 /** Whether `from` reaches `to` on `port`/`proto`, with a view built once for many questions. */
