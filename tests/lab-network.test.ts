@@ -6,14 +6,14 @@
 // node-exporter on the other node, MetalLB's speakers, and the API server's service proxy.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cleanup, installMicrok8s, makeHost, makeWorld, type TestWorld } from './helpers/microk8s-world.ts';
+import { cleanup, installMicrok8s, makeHost, makeWorld, run, type TestWorld } from './helpers/microk8s-world.ts';
 import { applyObject, type KubeObject } from '../tasks/lab/hosts/kube-store.ts';
 import { refreshWorkloads } from '../tasks/lab/hosts/kube-workloads.ts';
 import { clusterOf, nodeOf, type ClusterRef } from '../tasks/lab/hosts/microk8s-state.ts';
 import { endpointsOf, hostSourceAddress, networkView, reachIn, type Endpoint, type NetworkView, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
 import { nodeNetworks, type LabPod } from '../tasks/lab/hosts/pods.ts';
 import { ufwCommands } from '../tasks/lab/hosts/ufw.ts';
-import { speakerPods, speakerViews } from '../tasks/lab/hosts/metallb-speaker.ts';
+import { speakerLog, speakerPods, speakerViews } from '../tasks/lab/hosts/metallb-speaker.ts';
 import { startLabSession, type LabSession } from '../tasks/lab/session.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
 import type { Inventory } from '../tasks/lib/inventory-types.ts';
@@ -405,6 +405,62 @@ services('a Service\'s cluster IP stands for it; the kubernetes Service is the c
 });
 
 services.run();
+
+// ---- MetalLB's speakers --------------------------------------------------------------------------------
+
+const speakers = suite('network model: what MetalLB\'s speakers see of each other (memberlist over 7946)');
+
+speakers.after(() => made.forEach(cleanup));
+
+speakers('joins over TCP either way, probes over UDP, relayed through another member, or the TCP fallback; the log says which', async () => {
+  const lab = makeLab(['control-plane', 'worker', 'worker']);
+  const enable = await run(lab.world, lab.world.hosts.node1, ['microk8s', 'enable', 'metallb:192.168.1.240-192.168.1.250']);
+  assert.is(enable.exitCode, 0, enable.stderr);
+  lab.apply();
+  const names = Object.keys(lab.world.hosts);
+  for (const h of names) {
+    for (const peer of names.filter((n) => n !== h)) {
+      for (const proto of ['tcp', 'udp']) lab.ufw(h, `allow from ${lab.world.hosts[peer].address} to any port 7946 proto ${proto}`);
+    }
+    lab.ufw(h, '--force enable');
+  }
+  const views = () => speakerViews(networkView(lab.world, lab.ref));
+  const seen = () => views().map((v) => `${v.name}: ${v.peers.filter((p) => p.alive).map((p) => p.name).sort().join(' ')}`).sort();
+  const log = (node: string) => {
+    const v = networkView(lab.world, lab.ref);
+    return speakerLog(v, speakerPods(v).find((p) => p.node === node)!)!.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  assert.equal(seen(), ['node1: node2 node3', 'node2: node1 node3', 'node3: node1 node2']);
+  assert.equal(log('node1').map((l) => l.level), ['info', 'info', 'info', 'info'], 'its own join, the join, two peers');
+
+  // node3 drops UDP from node1: node1's probes of node3 come back relayed through node2.
+  lab.ufw('node3', 'delete allow from 192.168.1.10 to any port 7946 proto udp');
+  assert.equal(seen(), ['node1: node2 node3', 'node2: node1 node3', 'node3: node1 node2']);
+  assert.ok(views().find((v) => v.name === 'node1')!.peers.find((p) => p.name === 'node3')!.indirect);
+  assert.not.ok(log('node1').some((l) => l.level !== 'info'), 'an indirect ack is not worth a line at info');
+
+  // And TCP: node1's own join of node3 fails, node3's join of node1 makes them members anyway, and
+  // the TCP fallback ping fails beside the relayed probes.
+  lab.ufw('node3', 'delete allow from 192.168.1.10 to any port 7946 proto tcp');
+  assert.equal(seen(), ['node1: node2 node3', 'node2: node1 node3', 'node3: node1 node2']);
+  const l1 = log('node1');
+  assert.equal(l1.find((l) => l.msg === 'partial join'), { caller: 'speakerlist.go:269', error: null, expected: 2, joined: 1, level: 'error', msg: 'partial join', op: 'memberDiscovery', ts: l1[0].ts });
+  assert.ok(l1.some((l) => l.caller === 'state.go:474' && l.msg === "memberlist: Failed fallback TCP ping: timeout 1s: dial tcp 192.168.1.12:7946: i/o timeout (lab: node3's firewall denies 7946/tcp from 192.168.1.10)"));
+
+  // With no member left to relay (node2 cannot probe node3 over UDP either), node3 fails for node1.
+  lab.ufw('node3', 'delete allow from 192.168.1.11 to any port 7946 proto udp');
+  assert.equal(seen(), ['node1: node2', 'node2: node1 node3', 'node3: node1 node2']);
+  const failed = log('node1').map((l) => `${l.level} ${l.msg}${l['node event'] ? ` ${l['node event']} ${l['node name']}` : ''}`);
+  assert.equal(failed.slice(-4), [
+    "error memberlist: Failed fallback TCP ping: timeout 1s: dial tcp 192.168.1.12:7946: i/o timeout (lab: node3's firewall denies 7946/tcp from 192.168.1.10)",
+    "info memberlist: Suspect node3 has failed, no acks received (lab: node3's firewall denies 7946/udp from 192.168.1.10)",
+    'info memberlist: Marking node3 as failed, suspect timeout reached (0 peer confirmations)',
+    'info node event - forcing sync NodeLeave node3',
+  ]);
+  assert.ok(log('node2').some((l) => l.msg === "memberlist: Was able to connect to node3 over TCP but UDP probes failed, network may be misconfigured (lab: node3's firewall denies 7946/udp from 192.168.1.11)"));
+});
+
+speakers.run();
 
 // ---- consequences on a lab after `run all` ----------------------------------------------------------
 

@@ -4,8 +4,9 @@
 // (METALLB_ML_LABELS; metallb v0.15.2 internal/k8s/k8s.go PodIPs), then joins them with
 // hashicorp/memberlist v0.5.1 (metallb's go.mod) on 7946: a TCP push/pull makes both ends members
 // of each other (memberlist.go Join, net.go sendAndReceiveState); each member then probes the
-// others over UDP, falling back to a TCP ping, and marks a member that answers neither as failed
-// (state.go probeNode, suspectNode, deadNode). "Traffic on port 7946 (TCP & UDP) must be allowed
+// others over UDP, asks other live members to relay a probe when that fails, tries a TCP ping at
+// the same time, and marks a member that answers none of them as failed (state.go probeNode,
+// suspectNode, deadNode). "Traffic on port 7946 (TCP & UDP) must be allowed
 // between nodes" (metallb website/content/_index.md).
 //
 // The speaker's log is what `microk8s kubectl logs` prints for it: the memberlist lines of a
@@ -30,11 +31,16 @@ export interface SpeakerPeer {
   joinWhy?: string;
   /** Joined: a TCP push/pull went through one way or the other. */
   member: boolean;
-  /** Its probes over UDP get answers (without them memberlist falls back to a TCP ping). */
+  /** Its direct UDP probes get answers. */
   udp: boolean;
-  /** Answers this speaker's probes (UDP, or the TCP fallback). */
+  /** The TCP ping memberlist falls back on gets through; if not, why. */
+  tcp: boolean;
+  tcpWhy?: string;
+  /** Another member relays a probe and its ack (indirect ping over UDP). */
+  indirect: boolean;
+  /** Answers this speaker's probes one way or another. */
   alive: boolean;
-  /** Why not, when not: the network model's reason. */
+  /** Why not, or why only through the fallback: the network model's reason. */
   why?: string;
 }
 
@@ -53,44 +59,39 @@ export function speakerPods(view: NetworkView): LabPod[] {
   return view.pods.filter((p) => p.namespace === NAMESPACE && p.ip && Object.entries(ML_LABELS).every(([k, v]) => p.labels[k] === v));
 }
 
-interface Links {
-  tcpTo: Verdict;
-  tcpFrom: Verdict;
-  udpTo: Verdict;
-}
-
-function links(view: NetworkView, a: LabPod, b: LabPod): Links {
-  return {
-    tcpTo: reachIn(view, { kind: 'pod', pod: a }, { kind: 'pod', pod: b }, ML_PORT, 'TCP'),
-    tcpFrom: reachIn(view, { kind: 'pod', pod: b }, { kind: 'pod', pod: a }, ML_PORT, 'TCP'),
-    udpTo: reachIn(view, { kind: 'pod', pod: a }, { kind: 'pod', pod: b }, ML_PORT, 'UDP'),
-  };
-}
-
 /** What each running speaker sees of the others. */
 export function speakerViews(view: NetworkView): SpeakerView[] {
   const pods = speakerPods(view).filter((p) => p.ready);
-  return pods.map((a) => ({
+  const flow = (a: LabPod, b: LabPod, proto: 'TCP' | 'UDP'): Verdict => reachIn(view, { kind: 'pod', pod: a }, { kind: 'pod', pod: b }, ML_PORT, proto);
+  const tcp = pods.map((a) => pods.map((b) => (a === b ? { ok: true } : flow(a, b, 'TCP'))));
+  const udp = pods.map((a) => pods.map((b) => (a === b ? { ok: true } : flow(a, b, 'UDP'))));
+  const member = (i: number, j: number) => tcp[i][j].ok || tcp[j][i].ok;
+  const direct = (i: number, j: number) => member(i, j) && (udp[i][j].ok || tcp[i][j].ok);
+  return pods.map((a, i) => ({
     pod: a,
     name: nodeName(a),
-    peers: pods
-      .filter((b) => b !== a)
-      .map((b) => {
-        const l = links(view, a, b);
-        const member = l.tcpTo.ok || l.tcpFrom.ok;
-        const alive = member && (l.udpTo.ok || l.tcpTo.ok);
-        const why = !member ? l.tcpTo.why : !l.udpTo.ok ? l.udpTo.why : !l.tcpTo.ok ? l.tcpTo.why : undefined;
-        return {
+    peers: pods.flatMap((b, j) => {
+      if (i === j) return [];
+      // probeNode: a direct UDP ping; without an ack, indirect pings through up to three other live
+      // members (IndirectChecks) and, at once, a TCP ping (state.go).
+      const indirect = pods.some((_, k) => k !== i && k !== j && direct(i, k) && udp[i][k].ok && udp[k][j].ok);
+      const alive = member(i, j) && (udp[i][j].ok || indirect || tcp[i][j].ok);
+      const why = !member(i, j) ? tcp[i][j].why : !udp[i][j].ok ? udp[i][j].why : undefined;
+      return [
+        {
           name: nodeName(b),
           address: b.ip,
-          joins: l.tcpTo.ok,
-          ...(l.tcpTo.why ? { joinWhy: l.tcpTo.why } : {}),
-          member,
-          udp: l.udpTo.ok,
+          joins: tcp[i][j].ok,
+          ...(tcp[i][j].why ? { joinWhy: tcp[i][j].why, tcpWhy: tcp[i][j].why } : {}),
+          member: member(i, j),
+          udp: udp[i][j].ok,
+          tcp: tcp[i][j].ok,
+          indirect,
           alive,
           ...(why ? { why } : {}),
-        };
-      }),
+        },
+      ];
+    }),
   }));
 }
 
@@ -107,10 +108,20 @@ function rfc3339(ms: number): string {
 }
 
 /** A dial error as Go's net package words it: a dropped SYN times out, a rejected one is refused. */
-function dialError(address: string, why: string | undefined): string {
+function dial(address: string, why: string | undefined): { timeout: boolean; text: string } {
   const target = `${address}:${ML_PORT}`;
-  const cause = why?.includes(' rejects ') ? `dial tcp ${target}: connect: connection refused` : `dial tcp ${target}: i/o timeout`;
-  return `Failed to join ${target}: ${cause}${why ? ` (lab: ${why})` : ''}`;
+  const timeout = !why?.includes(' rejects ');
+  return { timeout, text: `dial tcp ${target}: ${timeout ? 'i/o timeout' : 'connect: connection refused'}${why ? ` (lab: ${why})` : ''}` };
+}
+
+function dialError(address: string, why: string | undefined): string {
+  return `Failed to join ${address}:${ML_PORT}: ${dial(address, why).text}`;
+}
+
+/** state.go probeNode: a timeout is prefixed with the probe interval (1s, DefaultLANConfig). */
+function fallbackError(address: string, why: string | undefined): string {
+  const d = dial(address, why);
+  return `${d.timeout ? 'timeout 1s: ' : ''}${d.text}`;
 }
 
 /** hashicorp/go-multierror ListFormatFunc. */
@@ -135,7 +146,7 @@ export function speakerLog(view: NetworkView, pod: LabPod): string | null {
   const log = (at: number, fields: Record<string, unknown>) => lines.push(goJson({ ...fields, ts: rfc3339(at) }));
   const event = (at: number, peer: { name: string; address: string }, type: 'NodeJoin' | 'NodeLeave') =>
     log(at, { caller: 'speakerlist.go:331', level: 'info', msg: 'node event - forcing sync', 'node addr': peer.address, 'node name': peer.name, 'node event': type });
-  const memberlist = (at: number, line: number, level: 'info' | 'warn', msg: string) =>
+  const memberlist = (at: number, line: number, level: 'info' | 'warn' | 'error', msg: string) =>
     log(at, { caller: `state.go:${line}`, component: 'Memberlist', level, msg: `memberlist: ${msg}` });
 
   event(t0, { name: me.name, address: pod.ip }, 'NodeJoin');
@@ -152,15 +163,19 @@ export function speakerLog(view: NetworkView, pod: LabPod): string | null {
   const members = me.peers.filter((p) => p.member);
   for (const p of members) event(t0, p, 'NodeJoin');
   for (const p of members) {
-    if (p.alive && !p.udp) {
+    if (p.udp) continue;
+    // The TCP fallback runs beside the indirect pings; its failure is logged either way.
+    if (!p.tcp) memberlist(t0 + 1000, 474, 'error', `Failed fallback TCP ping: ${fallbackError(p.address, p.tcpWhy)}`);
+    if (p.indirect) continue;
+    if (p.tcp) {
       memberlist(t0 + 1000, 499, 'warn', `Was able to connect to ${p.name} over TCP but UDP probes failed, network may be misconfigured (lab: ${p.why})`);
-    } else if (!p.alive) {
-      memberlist(t0 + 1000, 521, 'info', `Suspect ${p.name} has failed, no acks received (lab: ${p.why})`);
-      // Other members that cannot reach it either confirm the suspicion (state.go suspectNode).
-      const confirmations = views.filter((v) => v.name !== me.name && v.name !== p.name && me.peers.some((q) => q.name === v.name && q.alive) && v.peers.some((q) => q.name === p.name && !q.alive)).length;
-      memberlist(t0 + 6000, 1245, 'info', `Marking ${p.name} as failed, suspect timeout reached (${confirmations} peer confirmations)`);
-      event(t0 + 6000, p, 'NodeLeave');
+      continue;
     }
+    memberlist(t0 + 1000, 521, 'info', `Suspect ${p.name} has failed, no acks received (lab: ${p.why})`);
+    // Other members that cannot reach it either confirm the suspicion (state.go suspectNode).
+    const confirmations = views.filter((v) => v.name !== me.name && v.name !== p.name && me.peers.some((q) => q.name === v.name && q.alive) && v.peers.some((q) => q.name === p.name && !q.alive)).length;
+    memberlist(t0 + 6000, 1245, 'info', `Marking ${p.name} as failed, suspect timeout reached (${confirmations} peer confirmations)`);
+    event(t0 + 6000, p, 'NodeLeave');
   }
   return lines.map((l) => `${l}\n`).join('');
 }
