@@ -64,7 +64,7 @@ const VXLAN_IFACE = 'vxlan.calico';
 /** Calico's VXLAN port (felix vxlanPort default; reference/host.md). */
 const VXLAN_PORT = 4789;
 /** MicroK8s' Calico pool (calico.yaml CALICO_IPV4POOL_CIDR). */
-export const POD_NETWORK = '10.1.0.0/16';
+const POD_NETWORK = '10.1.0.0/16';
 
 type NodeInfo = NodeNet & { apiUp: boolean };
 
