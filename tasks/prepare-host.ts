@@ -1,6 +1,7 @@
 // Prepare the host: packages, sysctl, swap, firewall (shared/reference/host.md).
 // What I look at: dpkg-query, sysctl and its file, swapon and /etc/fstab, `ufw status verbose`.
-// What I compare: the inventory's `host` section plus what MicroK8s needs.
+// What I compare: the inventory's `host` section plus what MicroK8s and the cluster's host-network
+// pods (node-exporter, MetalLB's speakers) need from the other nodes.
 // What I change: apt-get install, /etc/sysctl.d/90-homelab.conf, swapoff and fstab, ufw — the SSH
 // rule always before ufw is enabled, and never enabling while our own SSH client would be cut off.
 import type { HostSpec, Inventory } from './lib/inventory-types.ts';
@@ -28,6 +29,14 @@ const POD_INTERFACES = ['cni0', 'vxlan.calico', 'cali+'];
 /** Between cluster nodes only: API server, kubelet, cluster agent (joins), dqlite (HA); Calico VXLAN. */
 const CLUSTER_TCP = [16443, 10250, 25000, 19001];
 const CLUSTER_UDP = [4789];
+/** Prometheus, wherever it runs, scrapes node-exporter on every node: it is on the host network on
+ *  9100 (prometheus-node-exporter chart values.yaml: hostNetwork: true, reference/outcomes.md), so a
+ *  scrape from another node arrives as that node's address and this firewall decides. */
+const NODE_EXPORTER_TCP = [9100];
+/** MetalLB's speakers run on the host network (microk8s-core-addons addons/metallb/metallb.yaml) and
+ *  find each other with memberlist: "traffic on port 7946 (TCP & UDP) must be allowed between nodes"
+ *  (metallb website/content/_index.md, L2 mode). */
+const MEMBERLIST_PORT = [7946];
 const DEFAULTS = { incoming: 'deny', outgoing: 'allow', routed: 'allow' } as const;
 const APT_TRANSIENT = [/Could not get lock \/var\/lib\/apt\/lists\/lock/];
 
@@ -62,14 +71,21 @@ export function sysctlFileContent(inv: Inventory): string {
   return `# Written by homelab (prepare-host) from host.sysctl in the inventory: edit it there, not here.\n${lines.join('\n')}\n`;
 }
 
+const hasMetallb = (inv: Inventory) => inv.microk8s.addons.some((a) => a.name === 'metallb');
+
 /** The firewall rules, SSH first (enable never runs before they are in). */
 export function wantedRules(inv: Inventory, self: HostSpec): UfwRule[] {
   const ssh = inv.host.firewall.allowSsh.map((net) => portRule(net, [self.port], 'tcp', 'SSH'));
+  const metallb = hasMetallb(inv);
   const peers = inv.hosts
     .filter((h) => h.name !== self.name && isIpAddress(h.address))
     .flatMap((h) => [
       portRule(h.address, CLUSTER_TCP, 'tcp', `MicroK8s, ${h.name}`),
       portRule(h.address, CLUSTER_UDP, 'udp', `Calico VXLAN, ${h.name}`),
+      portRule(h.address, NODE_EXPORTER_TCP, 'tcp', `node-exporter, ${h.name}`),
+      ...(metallb
+        ? [portRule(h.address, MEMBERLIST_PORT, 'tcp', `MetalLB memberlist, ${h.name}`), portRule(h.address, MEMBERLIST_PORT, 'udp', `MetalLB memberlist, ${h.name}`)]
+        : []),
     ]);
   const pods = POD_INTERFACES.flatMap((i) => [interfaceRule('in', i), interfaceRule('out', i)]);
   return [...ssh, ...peers, ...pods];
@@ -162,7 +178,8 @@ function checkFirewall(out: ProbeOutput, inv: Inventory, self: HostSpec): HostCh
   const status = parseUfwStatus(out.stdout);
   if (!status.active) {
     const ssh = inv.host.firewall.allowSsh.join(', ');
-    const summary = `firewall: inactive -> active (deny incoming; SSH from ${ssh}; MicroK8s ports from the other nodes; pod interfaces; other rules removed)`;
+    const peerPorts = `${hasMetallb(inv) ? 'MicroK8s, node-exporter and MetalLB memberlist' : 'MicroK8s and node-exporter'} ports from the other nodes`;
+    const summary = `firewall: inactive -> active (deny incoming; SSH from ${ssh}; ${peerPorts}; pod interfaces; other rules removed)`;
     return [...changes, { kind: 'ufw-enable', summary }];
   }
   for (const direction of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {

@@ -135,6 +135,11 @@ lab('what the hosts look like afterwards: what the inventory says, as a person w
   assert.match(ufw.stdout, /^Default: deny \(incoming\), allow \(outgoing\), allow \(routed\)$/m);
   assert.match(ufw.stdout, /^22\/tcp +ALLOW IN +192\.168\.1\.0\/24 *$/m);
   assert.match(ufw.stdout, /^10250,16443,19001,25000\/tcp ALLOW IN +192\.168\.1\.10 *$/m);
+  // What the cluster's host-network pods need from the other nodes: node-exporter, and MetalLB's
+  // memberlist (the example inventory enables metallb).
+  for (const from of ['192\\.168\\.1\\.10', '192\\.168\\.1\\.14']) {
+    for (const port of ['9100/tcp', '7946/tcp', '7946/udp']) assert.match(ufw.stdout, new RegExp(`^${port} +ALLOW IN +${from} *$`, 'm'));
+  }
   assert.is((await sh('node2', 'swapon --show --noheadings')).stdout, '');
   assert.is((await sh('node2', 'sysctl -n fs.inotify.max_user_watches')).stdout, '524288\n');
   assert.match((await sh('node3', 'snap list microk8s')).stdout, /microk8s +v1\.34\.1 +\d+ +1\.34\/stable +canonical\*\* +classic,held/);

@@ -219,8 +219,28 @@ prep('a fresh Ubuntu host: every plan line, in words', () => {
     '/etc/sysctl.d/90-homelab.conf: missing -> written',
     'swap: on (/swap.img) -> off',
     '/etc/fstab swap entry /swap.img: active -> commented out',
-    'firewall: inactive -> active (deny incoming; SSH from 192.168.1.0/24; MicroK8s ports from the other nodes; pod interfaces; other rules removed)',
+    'firewall: inactive -> active (deny incoming; SSH from 192.168.1.0/24; MicroK8s, node-exporter and MetalLB memberlist ports from the other nodes; pod interfaces; other rules removed)',
   ]);
+});
+
+prep('from every other node: node-exporter 9100/tcp always, MetalLB memberlist 7946 tcp and udp only with the metallb addon', () => {
+  const five = inv('five');
+  const got = lines(prepareHost.check(hostFacts(five, { ufw: out(fx('ufw-status-verbose.txt')) }), five, { host: five.hosts[0] }));
+  for (const h of five.hosts.slice(1)) {
+    assert.ok(got.includes(`firewall rule 9100/tcp from ${h.address} (node-exporter, ${h.name}): absent -> allowed`), `${h.name}:\n${got.join('\n')}`);
+    assert.ok(got.includes(`firewall rule 7946/tcp from ${h.address} (MetalLB memberlist, ${h.name}): absent -> allowed`));
+    assert.ok(got.includes(`firewall rule 7946/udp from ${h.address} (MetalLB memberlist, ${h.name}): absent -> allowed`));
+  }
+  assert.not.ok(got.some((l) => l.includes(`from ${five.hosts[0].address} `)), 'no rule for the host itself');
+
+  const noMetallb = inv('two', { addons: ADDONS.filter((a) => a.name !== 'metallb') });
+  const converged = hostFacts(noMetallb);
+  assert.equal(lines(prepareHost.check(converged, noMetallb, { host: noMetallb.hosts[0] })), [
+    'firewall rule 7946/tcp ALLOW IN 192.168.1.11: present -> deleted (not in the inventory)',
+    'firewall rule 7946/udp ALLOW IN 192.168.1.11: present -> deleted (not in the inventory)',
+  ]);
+  const fresh = prepareHost.check(hostFacts(noMetallb, { ufw: out(fx('ufw-status-inactive.txt')) }), noMetallb, { host: noMetallb.hosts[0] });
+  assert.equal(lines(fresh), ['firewall: inactive -> active (deny incoming; SSH from 192.168.1.0/24; MicroK8s and node-exporter ports from the other nodes; pod interfaces; other rules removed)']);
 });
 
 prep('firewall drift: a default, a missing rule, a rule nobody asked for (the reference sample)', () => {

@@ -3,7 +3,7 @@
 // published), and in the HelmRelease values that the lab does not expand. Every app namespace
 // has a default-deny NetworkPolicy; no Service is a NodePort or LoadBalancer (the inventory has no
 // way to ask for one); every host's firewall denies incoming but SSH from the allowed networks,
-// the MicroK8s ports from the other nodes and the pod interfaces; Homepage may only read, and
+// the cluster's ports from the other nodes and the pod interfaces; Homepage may only read, and
 // cloudflared has no Kubernetes API access at all.
 import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
@@ -15,9 +15,10 @@ import type { Inventory } from '../tasks/lib/inventory-types.ts';
 import { cli, EXAMPLE, labRepoPath, seconds, workdir, type Workdir } from './helpers/lab-cli.ts';
 
 // reference/host.md: between cluster nodes 16443/tcp (API server), 10250/tcp (kubelet), 25000/tcp
-// (cluster agent), 19001/tcp (dqlite), 4789/udp (Calico VXLAN).
-const CLUSTER_TCP = new Set(['16443', '10250', '25000', '19001']);
-const CLUSTER_UDP = new Set(['4789']);
+// (cluster agent), 19001/tcp (dqlite), 4789/udp (Calico VXLAN); reference/outcomes.md: node-exporter
+// on 9100/tcp (host network) and, with metallb, its speakers' memberlist on 7946 tcp and udp.
+const CLUSTER_TCP = new Set(['16443', '10250', '25000', '19001', '9100', '7946']);
+const CLUSTER_UDP = new Set(['4789', '7946']);
 // The pod network's interfaces (MicroK8s' Calico: the bridge, the VXLAN device, one cali* per pod).
 const POD_INTERFACES = new Set(['cni0', 'vxlan.calico', 'cali+']);
 const READ_VERBS = new Set(['get', 'list', 'watch']);

@@ -7,7 +7,9 @@
 // tag (fluxcd/flux2 manifests/install, manifests/bases/*, manifests/rbac): the flux-system
 // Namespace, the CRDs of the default components, their ServiceAccounts and Deployments
 // (source-controller's shape from fluxcd/source-controller config/manager/deployment.yaml), the
-// reconciler binding and the resource quota, labelled as the LabelTransformers label them.
+// reconciler binding, the resource quota and the network policies (manifests/policies: every pod
+// isolated, egress open, metrics on 8080 and notification-controller's receiver on 9292 reachable
+// from every namespace), labelled as the LabelTransformers label them.
 // Controller versions per release are those in manifests/bases/<controller>/kustomization.yaml of
 // each tag. Only the four default components (reference/flux.md) are included.
 import { createHash } from 'node:crypto';
@@ -133,6 +135,17 @@ function deployment(name: Controller, tag: string): object {
   };
 }
 
+/** fluxcd/flux2 manifests/policies: allow-egress, allow-scraping, allow-webhooks. */
+function networkPolicies(): object[] {
+  const policy = (name: string, spec: object) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { labels: labels(), name, namespace: 'flux-system' }, spec });
+  const fromAnyNamespace = (port: number) => [{ from: [{ namespaceSelector: {} }], ports: [{ port, protocol: 'TCP' }] }];
+  return [
+    policy('allow-egress', { egress: [{}], ingress: [{ from: [{ podSelector: {} }] }], podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    policy('allow-scraping', { ingress: fromAnyNamespace(8080), podSelector: {}, policyTypes: ['Ingress'] }),
+    policy('allow-webhooks', { ingress: fromAnyNamespace(9292), podSelector: { matchLabels: { app: 'notification-controller' } }, policyTypes: ['Ingress'] }),
+  ];
+}
+
 /** The lab's install.yaml for a Flux tag, or null for a tag Flux never released. */
 export function labInstallYaml(version: string): string | null {
   const tags = RELEASES[version];
@@ -165,6 +178,7 @@ export function labInstallYaml(version: string): string | null {
       spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http' }], selector: { app: 'source-controller' }, type: 'ClusterIP' },
     },
     ...CONTROLLERS.map((name, i) => deployment(name, tags[i])),
+    ...networkPolicies(),
   ];
   return objects.map((o) => YAML.stringify(o)).join('---\n');
 }

@@ -51,6 +51,10 @@ const KNOWN_SERVICES: Record<string, KnownService> = {
   },
 };
 
+/** MicroK8s' Calico pool (canonical/microk8s upgrade-scripts/000-switch-to-calico/resources/
+ *  calico.yaml CALICO_IPV4POOL_CIDR): pods' and the nodes' tunnel addresses come from it. */
+const POD_NETWORK = '10.1.0.0/16';
+
 const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ssh: 22, rdp: 3389, smb: 445 };
 const ANY_IPV4 = '0.0.0.0/0';
 const ANY_IPV6 = '::/0';
@@ -254,6 +258,7 @@ export function buildView(inv: Inventory) {
       retention: inv.monitoring.retention,
       retentionSize: retentionSize(inv.monitoring.storage),
       storage: inv.monitoring.storage,
+      podNetwork: POD_NETWORK,
       tunnelIngress: tunnelIngress(targets, 'monitoring'),
     },
     homepage: {

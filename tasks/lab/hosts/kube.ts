@@ -32,13 +32,14 @@ import { nodeObjects } from './microk8s-cluster.ts';
 import { labPods } from './pods.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
+import { kubectlLogs } from './kube-logs.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
 
 const VALUED = new Set([
   '-n', '--namespace', '-o', '--output', '-f', '--filename', '-l', '--selector', '--field-manager', '--for', '--timeout',
   '--type', '--from-literal', '--from-file', '--from-env-file', '--kubeconfig', '--context', '--request-timeout',
-  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server',
+  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail',
 ]);
 
 interface Args {
@@ -48,7 +49,7 @@ interface Args {
 }
 
 const ALIASES: Record<string, string> = {
-  '-n': '--namespace', '-o': '--output', '-f': '--filename', '-l': '--selector', '-A': '--all-namespaces', '-s': '--server',
+  '-n': '--namespace', '-o': '--output', '-f': '--filename', '-l': '--selector', '-A': '--all-namespaces', '-s': '--server', '-c': '--container',
 };
 
 function parseArgs(argv: string[]): Args | string {
@@ -757,6 +758,9 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return version(ctx, parsed);
     case 'config':
       return configView(ctx, parsed);
+    case 'logs':
+      await settle(inv.world, ref);
+      return kubectlLogs(inv, ref, ctx.namespace, parsed.pos, flag(parsed, '--container'), flag(parsed, '--tail'));
     case '':
       return { stdout: 'kubectl controls the Kubernetes cluster manager.\n', stderr: '', exitCode: 0 };
     default:

@@ -3,6 +3,7 @@
 // get_status), scripts/wrappers/enable.py; canonical/microk8s-core-addons addons.yaml and
 // addons/<name>/{enable,disable} on branches 1.32-1.35. Addon manifests are applied to the lab
 // store, so `microk8s kubectl get` shows coredns, the metallb pool, the storage class.
+import { randomBytes } from 'node:crypto';
 import type { CommandResult, HostState, Invocation } from './types.ts';
 import {
   applyObject,
@@ -251,11 +252,65 @@ function metallbObjects(version: string): KubeObject[] {
     obj(RBAC, 'ClusterRoleBinding', 'metallb-system:speaker', undefined, { roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'metallb-system:speaker' }, subjects: [{ kind: 'ServiceAccount', name: 'speaker', namespace: ns }] }),
     obj('v1', 'ConfigMap', 'metallb-excludel2', ns, { data: { 'excludel2.yaml': 'announcedInterfacesToExclude: ["^docker.*", "^cbr.*", "^dummy.*", "^virbr.*", "^lxcbr.*", "^veth.*", "^lo$", "^cali.*", "^tunl.*", "^flannel.*", "^kube-ipvs.*", "^cni.*", "^nodelocaldns.*"]\n' } }),
     obj('v1', 'Secret', 'metallb-webhook-cert', ns),
+    // The controller writes the memberlist key as it starts (metallb controller/main.go
+    // CreateMlSecret, internal/k8s/k8s.go key `secretkey`); the lab writes it with the addon.
+    obj('v1', 'Secret', 'memberlist', ns, { type: 'Opaque', data: { secretkey: randomBytes(128).toString('base64') } }),
     obj('v1', 'Service', 'metallb-webhook-service', ns, { spec: { ports: [{ port: 443, targetPort: 9443 }], selector: app('controller') } }),
     deployment('controller', ns, `quay.io/metallb/controller:v${version}`, app('controller')),
-    daemonSet('speaker', ns, `quay.io/metallb/speaker:v${version}`, app('speaker')),
+    speakerDaemonSet(ns, version, app('speaker')),
     obj('admissionregistration.k8s.io/v1', 'ValidatingWebhookConfiguration', 'metallb-webhook-configuration', undefined, { webhooks: [] }),
   ];
+}
+
+/**
+ * The speaker as the addon runs it (microk8s-core-addons addons/metallb/metallb.yaml): on the host
+ * network, memberlist bound to the pod's (so the node's) address on 7946 tcp and udp, the peers
+ * found by the pods' labels. The network model decides whether speakers reach each other
+ * (metallb-speaker.ts).
+ */
+function speakerDaemonSet(ns: string, version: string, labels: Record<string, string>): KubeObject {
+  const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
+  return obj('apps/v1', 'DaemonSet', 'speaker', ns, {
+    spec: {
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { annotations: { 'prometheus.io/port': '7472', 'prometheus.io/scrape': 'true' }, labels },
+        spec: {
+          containers: [
+            {
+              name: 'speaker',
+              image: `quay.io/metallb/speaker:v${version}`,
+              args: ['--port=7472', '--log-level=info'],
+              env: [
+                { name: 'METALLB_NODE_NAME', ...field('spec.nodeName') },
+                { name: 'METALLB_POD_NAME', ...field('metadata.name') },
+                { name: 'METALLB_HOST', ...field('status.hostIP') },
+                { name: 'METALLB_ML_BIND_ADDR', ...field('status.podIP') },
+                { name: 'METALLB_ML_LABELS', value: 'app=metallb,component=speaker' },
+                { name: 'METALLB_ML_SECRET_KEY_PATH', value: '/etc/ml_secret_key' },
+              ],
+              ports: [
+                { containerPort: 7472, name: 'monitoring' },
+                { containerPort: 7946, name: 'memberlist-tcp' },
+                { containerPort: 7946, name: 'memberlist-udp', protocol: 'UDP' },
+              ],
+              volumeMounts: [
+                { mountPath: '/etc/ml_secret_key', name: 'memberlist', readOnly: true },
+                { mountPath: '/etc/metallb', name: 'metallb-excludel2', readOnly: true },
+              ],
+            },
+          ],
+          hostNetwork: true,
+          nodeSelector: { 'kubernetes.io/os': 'linux' },
+          serviceAccountName: 'speaker',
+          volumes: [
+            { name: 'memberlist', secret: { defaultMode: 420, secretName: 'memberlist' } },
+            { name: 'metallb-excludel2', configMap: { defaultMode: 256, name: 'metallb-excludel2' } },
+          ],
+        },
+      },
+    },
+  }, labels);
 }
 
 function metallbPool(ranges: string[]): KubeObject[] {

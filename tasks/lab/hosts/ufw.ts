@@ -4,7 +4,8 @@
 // HostState.ufw.rules holds ufw's own user.rules tuples: `ACTION PROTO DPORT DST SPORT SRC DIR[_IFACE]`.
 import type { CommandDef, CommandResult, HostState, Invocation } from './types.ts';
 
-interface Rule {
+/** One user rule as user.rules holds it (the network model's firewall filter reads them too). */
+export interface Rule {
   action: string;
   proto: string;
   dport: string;
@@ -18,7 +19,7 @@ interface Rule {
 const ANY4 = '0.0.0.0/0';
 const ANY6 = '::/0';
 const isAny = (a: string) => a === ANY4 || a === ANY6;
-const isV6 = (r: Rule) => r.dst.includes(':') || r.src.includes(':');
+export const isV6 = (r: Rule) => r.dst.includes(':') || r.src.includes(':');
 
 function toTuple(r: Rule): string {
   return `${r.action} ${r.proto} ${r.dport} ${r.dst} ${r.sport} ${r.src} ${r.dir}${r.iface ? `_${r.iface}` : ''}`;
@@ -99,7 +100,7 @@ function parseRule(action: string, tokens: string[]): Rule | string {
 }
 
 /** The rule as ufw prints it in prompts (UFWCommandRule.get_command). */
-function command(r: Rule): string {
+export function command(r: Rule): string {
   const v6 = isV6(r);
   const simple = isAny(r.src) && isAny(r.dst) && r.sport === 'any' && !r.iface && r.dport !== 'any';
   const dir = r.iface ? `${r.dir} on ${r.iface} ` : r.dir === 'out' ? 'out ' : '';
@@ -137,7 +138,8 @@ function location(r: Rule, loc: 'dst' | 'src'): string {
   return s;
 }
 
-function ordered(host: HostState): Rule[] {
+/** The user rules in the order iptables holds them: ufw writes the IPv4 and IPv6 tables apart. */
+export function ordered(host: HostState): Rule[] {
   const rules = host.ufw.rules.map(fromTuple);
   return [...rules.filter((r) => !isV6(r)), ...rules.filter(isV6)];
 }
