@@ -75,6 +75,8 @@ const container = obj(
       seccompProfile,
     }),
     volumeMounts: list(obj({ name: str, mountPath: str, subPath: str, readOnly: bool }, ['name', 'mountPath'])),
+    terminationMessagePath: str,
+    terminationMessagePolicy: oneOfStrings('File', 'FallbackToLogsOnError'),
   },
   ['name', 'image'],
 );
