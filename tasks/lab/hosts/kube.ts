@@ -29,7 +29,9 @@ import {
 import { deletedLine, jsonpath, listOf, nameOf, table, toJson, toYaml } from './kube-output.ts';
 import { kubeMinor, kubeVersion, poll, saveCluster, type ClusterRef } from './microk8s-state.ts';
 import { nodeObjects } from './microk8s-cluster.ts';
-import { labPods } from './pods.ts';
+import { labPods, podNodes } from './pods.ts';
+import { eventObjects, podClock, replicaSetObjects, simulatedPods } from './kube-workloads.ts';
+import { podLogs } from './kube-logs.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
 
@@ -38,7 +40,7 @@ import { onDeleted, settle } from './flux.ts';
 const VALUED = new Set([
   '-n', '--namespace', '-o', '--output', '-f', '--filename', '-l', '--selector', '--field-manager', '--for', '--timeout',
   '--type', '--from-literal', '--from-file', '--from-env-file', '--kubeconfig', '--context', '--request-timeout',
-  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server',
+  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail',
 ]);
 
 interface Args {
@@ -49,6 +51,7 @@ interface Args {
 
 const ALIASES: Record<string, string> = {
   '-n': '--namespace', '-o': '--output', '-f': '--filename', '-l': '--selector', '-A': '--all-namespaces', '-s': '--server',
+  '-c': '--container', '-p': '--previous',
 };
 
 function parseArgs(argv: string[]): Args | string {
@@ -301,12 +304,32 @@ function selectorMatch(sel: string | undefined, o: KubeObject): boolean {
   });
 }
 
-/** Nodes and pods are not stored: they are read from the members and the workloads. */
+function clock(ctx: Ctx) {
+  return podClock(ctx.inv.world, podNodes(ctx.inv.world, ctx.ref));
+}
+
+/** Nodes, pods, ReplicaSets and events are not stored: they are read from the members and the workloads. */
 function derived(ctx: Ctx, kind: KindInfo): KubeObject[] | null {
+  if (kind.group === 'apps' && kind.kind === 'ReplicaSet') return replicaSetObjects(ctx.store, clock(ctx));
   if (kind.group !== '') return null;
   if (kind.kind === 'Node') return nodeObjects(ctx.inv.world, ctx.ref);
+  if (kind.kind === 'Event') return eventObjects(ctx.store, clock(ctx));
   if (kind.kind !== 'Pod') return null;
   return labPods(ctx.inv.world, ctx.ref).map((p) => p.object);
+}
+
+async function logs(ctx: Ctx, a: Args): Promise<CommandResult> {
+  await settle(ctx.inv.world, ctx.ref);
+  const tail = flag(a, '--tail');
+  const r = podLogs(simulatedPods(ctx.store, clock(ctx)), {
+    namespace: ctx.namespace,
+    pos: a.pos,
+    container: flag(a, '--container'),
+    previous: bool(a, '--previous'),
+    tail: tail === undefined ? undefined : Number(tail),
+  });
+  saveCluster(ctx.inv.world, ctx.inv.host, ctx.ref);
+  return r;
 }
 
 function objectsOf(ctx: Ctx, kind: KindInfo, namespace: string | null): KubeObject[] {
@@ -749,6 +772,8 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return wait(ctx, parsed);
     case 'rollout':
       return rollout(ctx, parsed);
+    case 'logs':
+      return logs(ctx, parsed);
     case 'annotate':
       return annotateOrLabel(ctx, parsed, 'annotations');
     case 'label':
