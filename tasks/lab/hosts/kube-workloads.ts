@@ -9,7 +9,7 @@
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import { setStatus } from './kube-store.ts';
 import { DELAY, scaled } from './microk8s-state.ts';
-import { iso, isWorkload, simulate, templateHash, type PodClock, type PodNode, type SimPod, type Simulation } from './pod-states.ts';
+import { iso, isWorkload, simulate, startedEnv, templateHash, type PodClock, type PodNode, type SimPod, type Simulation } from './pod-states.ts';
 import { ensureClaims } from './volume-claims.ts';
 import { podSpecOf, startEnv } from './workload-refs.ts';
 import type { World } from './types.ts';
@@ -25,10 +25,7 @@ export function podClock(world: World, nodes: PodNode[], now = Date.now()): PodC
 }
 
 /** The environment a workload's running pods started with (decoded), or null when none run. */
-export function runningEnv(store: KubeStore, key: string): Record<string, string> | null {
-  const r = store.running?.[key];
-  return r ? Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : null;
-}
+export const runningEnv = startedEnv;
 
 interface Counts {
   desired: number;

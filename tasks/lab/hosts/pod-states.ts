@@ -205,8 +205,8 @@ function assignAddresses(placements: Placement[], nodes: PodNode[]): void {
   }
 }
 
-/** The environment a workload's pods read when they started (decoded). */
-function startedEnv(store: KubeStore, key: string): Record<string, string> | null {
+/** The environment a workload's pods read when they started (decoded), or null when none run. */
+export function startedEnv(store: KubeStore, key: string): Record<string, string> | null {
   const r = store.running?.[key];
   return r ? Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : null;
 }
@@ -362,7 +362,7 @@ function podStatus(s: StatusInput): Dict {
 }
 
 function containerStatus(c: Dict, sim: SimContainer, p: Placement, clock: PodClock): Dict {
-  const base = { name: c.name, image: c.image, imageID: '', lastState: {} as Dict };
+  const base = { name: c.name, image: c.image, lastState: {} as Dict };
   const st = sim.state;
   if (!st || !sim.plan) return { ...base, ready: false, restartCount: 0, started: false, state: { waiting: sim.waiting ?? { reason: 'ContainerCreating' } } };
   const ns = p.w.object.metadata.namespace ?? 'default';
