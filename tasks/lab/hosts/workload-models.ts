@@ -117,7 +117,15 @@ const homepage: WorkloadModel = {
     source: `${HOMEPAGE_SRC} src/middleware.js`,
   },
   routes: [
+    // The page itself is prerendered (src/pages/index.jsx getStaticProps); its data comes from the API.
+    { path: '/', status: 200, needs: [], source: `${HOMEPAGE_SRC} src/pages/index.jsx` },
     { path: '/api/healthcheck', status: 200, needs: [], source: `${HOMEPAGE_SRC} src/pages/api/healthcheck.js` },
+    // src/utils/config/api-response.js: servicesResponse reads docker.yaml, kubernetes.yaml, then
+    // services.yaml (service-helpers.js); bookmarksResponse bookmarks.yaml then settings.yaml;
+    // widgetsResponse widgets.yaml (widget-helpers.js).
+    { path: '/api/services', status: 200, needs: ['docker.yaml', 'kubernetes.yaml', 'services.yaml'].map(homepageConfig), source: `${HOMEPAGE_SRC} src/pages/api/services/index.js` },
+    { path: '/api/bookmarks', status: 200, needs: ['bookmarks.yaml', 'settings.yaml'].map(homepageConfig), source: `${HOMEPAGE_SRC} src/pages/api/bookmarks.js` },
+    { path: '/api/widgets', status: 200, needs: ['widgets.yaml'].map(homepageConfig), source: `${HOMEPAGE_SRC} src/pages/api/widgets/index.js` },
     // The two requests every page load makes (src/pages/index.jsx: useSWR("/api/validate"),
     // useSWR("/api/hash")), each checking its own list of files in this order.
     {
