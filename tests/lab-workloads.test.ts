@@ -202,6 +202,9 @@ test('with the probes but not the files: CrashLoopBackOff, the reason in logs an
   assert.ok(logs.stdout.endsWith(CRASH.map((l) => `${l}\n`).join('')), logs.stdout);
   // In back-off, plain `kubectl logs` shows the last run too.
   assert.is((await lab.k(['logs', 'deployment/homepage', '-n', 'homepage'])).stdout, logs.stdout);
+  assert.is((await lab.k(['logs', '-f', 'deployment/homepage', '-n', 'homepage', '--tail', '3'])).stdout, CRASH.map((l) => `${l}\n`).join(''));
+  const usage = await lab.k(['logs', '-n', 'homepage']);
+  assert.equal([usage.exitCode, usage.stderr.split('\n')[0]], [1, "error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'."]);
   const table = await lab.k(['get', 'pods', '-n', 'homepage']);
   assert.match(table.stdout, new RegExp(`^${pod.metadata.name}\\s+0/1\\s+CrashLoopBackOff\\s+1 \\(\\d+s ago\\)\\s+\\d+s$`, 'm'));
   const events = await lab.k(['get', 'events', '-n', 'homepage']);

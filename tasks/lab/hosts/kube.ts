@@ -321,9 +321,12 @@ function derived(ctx: Ctx, kind: KindInfo): KubeObject[] | null {
 async function logs(ctx: Ctx, a: Args): Promise<CommandResult> {
   await settle(ctx.inv.world, ctx.ref);
   const tail = flag(a, '--tail');
+  // For logs, -f is --follow, not --filename (the parser is shared): the lab prints what there is
+  // and returns, it has no stream to follow.
+  const pos = [...(a.flags.get('--filename') ?? []), ...a.pos];
   const r = podLogs(simulatedPods(ctx.store, clock(ctx)), {
     namespace: ctx.namespace,
-    pos: a.pos,
+    pos,
     container: flag(a, '--container'),
     previous: bool(a, '--previous'),
     tail: tail === undefined ? undefined : Number(tail),
