@@ -8,10 +8,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cleanup, installMicrok8s, makeHost, makeWorld, run, type TestWorld } from './helpers/microk8s-world.ts';
 import { applyObject, type KubeObject } from '../tasks/lab/hosts/kube-store.ts';
-import { refreshWorkloads } from '../tasks/lab/hosts/kube-workloads.ts';
+import { podClock, refreshWorkloads } from '../tasks/lab/hosts/kube-workloads.ts';
 import { clusterOf, nodeOf, type ClusterRef } from '../tasks/lab/hosts/microk8s-state.ts';
 import { endpointsOf, hostSourceAddress, networkView, reachIn, type Endpoint, type NetworkView, type Proto, type Verdict } from '../tasks/lab/hosts/network.ts';
-import { nodeNetworks, type LabPod } from '../tasks/lab/hosts/pods.ts';
+import { nodeNetworks, podNodes, type LabPod } from '../tasks/lab/hosts/pods.ts';
 import { ufwCommands } from '../tasks/lab/hosts/ufw.ts';
 import { speakerLog, speakerPods, speakerViews } from '../tasks/lab/hosts/metallb-speaker.ts';
 import { startLabSession, type LabSession } from '../tasks/lab/session.ts';
@@ -52,7 +52,7 @@ function makeLab(roles: ('control-plane' | 'worker')[] = ['control-plane', 'work
   });
   const ref: ClusterRef = { holder: hosts[0], cluster };
   const store = cluster.kube;
-  const settle = () => refreshWorkloads(store, { now: Date.now() + 1, rolloutMs: 0, readyNodes: hosts.length });
+  const settle = () => refreshWorkloads(store, { ...podClock(world, podNodes(world, ref), Date.now() + 1), rolloutMs: 0 });
   const lab: Lab = {
     world,
     ref,

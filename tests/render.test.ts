@@ -81,7 +81,11 @@ const EXPECTED_PATHS = [
   '.homelab/manifest.json',
   '.yamllint.yaml',
   'apps/base/homepage/config/bookmarks.yaml',
+  'apps/base/homepage/config/custom.css',
+  'apps/base/homepage/config/custom.js',
+  'apps/base/homepage/config/docker.yaml',
   'apps/base/homepage/config/kubernetes.yaml',
+  'apps/base/homepage/config/proxmox.yaml',
   'apps/base/homepage/config/services.yaml',
   'apps/base/homepage/config/settings.yaml',
   'apps/base/homepage/config/widgets.yaml',
@@ -277,6 +281,41 @@ layout('workloads: pinned images, cloudflared hardened and fed by the tunnel-tok
     { apiGroups: ['networking.k8s.io'], resources: ['ingresses'], verbs: ['get', 'list'] },
     { apiGroups: ['metrics.k8s.io'], resources: ['nodes', 'pods'], verbs: ['get', 'list'] },
   ]);
+});
+
+layout('Homepage finds every config file a page load reads, is probed on what a page load requests, and never asks GitHub', async () => {
+  const { files } = await renderRepository(example());
+  const home = objects(files).find((o) => o.kind === 'Deployment' && o.metadata.name === 'homepage') as Obj;
+  const c = home.spec.template.spec.containers[0];
+  // src/pages/api/validate.js and hash.js read these eight; the ConfigMap holds each.
+  const needed = ['bookmarks.yaml', 'custom.css', 'custom.js', 'docker.yaml', 'kubernetes.yaml', 'proxmox.yaml', 'services.yaml', 'settings.yaml', 'widgets.yaml'];
+  const mounted = c.volumeMounts.filter((m: Obj) => m.name === 'config').map((m: Obj) => [m.mountPath, m.subPath]);
+  assert.equal(mounted.sort(), needed.map((f) => [`/app/config/${f}`, f]).sort());
+  const generator = YAML.parse(files.get('apps/base/homepage/kustomization.yaml') as string).configMapGenerator[0].files;
+  assert.equal([...generator].sort(), needed.map((f) => `config/${f}`).sort());
+  for (const f of needed) assert.ok(files.has(`apps/base/homepage/config/${f}`), f);
+  assert.equal([c.startupProbe.httpGet, c.readinessProbe.httpGet, c.livenessProbe.httpGet], [
+    { path: '/api/hash', port: 'http' },
+    { path: '/api/validate', port: 'http' },
+    { path: '/api/healthcheck', port: 'http' },
+  ]);
+  assert.is(c.terminationMessagePolicy, 'FallbackToLogsOnError');
+  const cf = objects(files).find((o) => o.kind === 'Deployment' && o.metadata.name === 'cloudflared') as Obj;
+  assert.is(cf.spec.template.spec.containers[0].terminationMessagePolicy, 'FallbackToLogsOnError');
+  assert.is(docs(files, 'apps/base/homepage/config/settings.yaml')[0].disableUpdateCheck, true);
+});
+
+layout('Grafana builds its links on the tunnel route to it, and on nothing without one', async () => {
+  const rootUrl = (files: Map<string, string>) => {
+    const [hr] = docs(files, 'monitoring/controllers/kube-prometheus-stack/release.yaml');
+    return hr.spec.values.grafana['grafana.ini'].server?.root_url;
+  };
+  const inv = example();
+  assert.is(rootUrl((await renderRepository(inv)).files), 'https://grafana.example.com');
+  inv.tunnel.routes = inv.tunnel.routes.map((r) => (r.service.includes('grafana') ? { ...r, hostname: 'dash.example.org' } : r));
+  assert.is(rootUrl((await renderRepository(inv)).files), 'https://dash.example.org');
+  inv.tunnel.routes = inv.tunnel.routes.filter((r) => !r.service.includes('grafana'));
+  assert.is(rootUrl((await renderRepository(inv)).files), undefined);
 });
 
 layout('kube-prometheus-stack: pinned chart, CRD policies, values from the inventory and no password', async () => {
@@ -701,7 +740,7 @@ hostile('every nasty value comes back as one string scalar, with no new keys, li
       assert.is(docs(files, file).length, docs(baseline.files, file).length, `${label}: ${file} has another number of documents`);
       assert.is(text.split('\n').length, (baseline.files.get(file) as string).split('\n').length, `${label}: ${file} has another number of lines`);
     }
-    assert.equal(docs(files, 'apps/base/homepage/config/settings.yaml'), [{ title: nasty }], label);
+    assert.equal(docs(files, 'apps/base/homepage/config/settings.yaml'), [{ title: nasty, disableUpdateCheck: true }], label);
     assert.equal(docs(files, 'apps/base/homepage/config/services.yaml'), [[{ [nasty]: [{ [nasty]: { href: nasty, description: nasty, icon: nasty } }] }]], label);
     const [repo] = docs(files, 'clusters/production/flux-system/gotk-sync.yaml');
     assert.equal(Object.keys(repo.spec), ['interval', 'ref', 'secretRef', 'url'], label);

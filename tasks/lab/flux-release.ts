@@ -123,8 +123,17 @@ function deployment(name: Controller, tag: string): object {
                 runAsNonRoot: true,
                 seccompProfile: { type: 'RuntimeDefault' },
               },
+              // The root filesystem is read-only: scratch space, and source-controller's artifact
+              // storage, are emptyDirs (fluxcd/<controller> config/manager/deployment.yaml).
+              volumeMounts: source
+                ? [
+                    { mountPath: '/data', name: 'data' },
+                    { mountPath: '/tmp', name: 'tmp' },
+                  ]
+                : [{ mountPath: '/tmp', name: 'temp' }],
             },
           ],
+          volumes: source ? [{ emptyDir: {}, name: 'data' }, { emptyDir: {}, name: 'tmp' }] : [{ emptyDir: {}, name: 'temp' }],
           priorityClassName: 'system-cluster-critical',
           securityContext: { fsGroup: 1337 },
           serviceAccountName: name,

@@ -242,6 +242,11 @@ export function buildView(inv: Inventory) {
       return t.kind === 'cluster' && t.namespace === 'homepage' && t.service === 'homepage';
     })
     .map((r) => r.hostname);
+  // Grafana's public address: the route to its Service, when the tunnel has one.
+  const grafanaRoute = inv.tunnel.routes.find((_, i) => {
+    const t = targets[i];
+    return t.kind === 'cluster' && t.known?.name === 'grafana';
+  });
   const { owner, repository, branch } = inv.flux.github;
   return {
     cluster: { name: inv.cluster.name, domain: inv.cluster.domain },
@@ -259,6 +264,7 @@ export function buildView(inv: Inventory) {
       retentionSize: retentionSize(inv.monitoring.storage),
       storage: inv.monitoring.storage,
       podNetwork: POD_NETWORK,
+      grafanaUrl: grafanaRoute ? `https://${grafanaRoute.hostname}` : null,
       tunnelIngress: tunnelIngress(targets, 'monitoring'),
     },
     homepage: {

@@ -29,9 +29,10 @@ import {
   type KubeObject,
   type KubeStore,
 } from './kube-store.ts';
-import { refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts';
+import { podClock, refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts';
+import { podNodes } from './pods.ts';
 import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts';
-import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
+import { DELAY, scaled, type ClusterRef } from './microk8s-state.ts';
 
 const SOURCE = 'source.toolkit.fluxcd.io';
 const KUSTOMIZE = 'kustomize.toolkit.fluxcd.io';
@@ -753,8 +754,7 @@ function syncConnectors(env: Env): void {
 }
 
 function refresh(env: Env): void {
-  const readyNodes = env.ref.cluster.members.filter((m) => memberReady(env.world, env.ref.holder.name, m, env.now)).length;
-  refreshWorkloads(env.store, { now: env.now, rolloutMs: scaled(env.world, DELAY.rollout), readyNodes });
+  refreshWorkloads(env.store, podClock(env.world, podNodes(env.world, env.ref, env.now), env.now));
 }
 
 function fluxInstalled(store: KubeStore): boolean {

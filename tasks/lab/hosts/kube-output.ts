@@ -263,12 +263,48 @@ function columnsFor(k: KindInfo, now: number): { headers: string[]; row: (o: Kub
         ],
       };
     case '/Pod':
+      return { headers: ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'], row: (o) => podRow(o, now) };
+    case '/Event':
       return {
-        headers: ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'],
+        headers: ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'],
         row: (o) => {
-          const cs = (st(o).containerStatuses as Dict[]) ?? [];
-          const waiting = cs.map((c) => ((c.state as Dict | undefined)?.waiting as Dict | undefined)?.reason).find(Boolean);
-          return [o.metadata.name, `${cs.filter((c) => c.ready).length}/${cs.length}`, String(waiting ?? st(o).phase ?? ''), '0', ageOf(o)];
+          const inv = (o.involvedObject ?? {}) as Dict;
+          return [age(o.lastTimestamp as string | undefined, now), String(o.type ?? ''), String(o.reason ?? ''), `${String(inv.kind ?? '').toLowerCase()}/${inv.name}`, String(o.message ?? '')];
+        },
+      };
+    case '/PersistentVolumeClaim':
+      return {
+        headers: ['NAME', 'STATUS', 'VOLUME', 'CAPACITY', 'ACCESS MODES', 'STORAGECLASS', 'VOLUMEATTRIBUTESCLASS', 'AGE'],
+        row: (o) => {
+          const bound = st(o).phase === 'Bound';
+          const modes = ((bound ? st(o).accessModes : undefined) as string[] | undefined) ?? [];
+          const short: Record<string, string> = { ReadWriteOnce: 'RWO', ReadOnlyMany: 'ROX', ReadWriteMany: 'RWX', ReadWriteOncePod: 'RWOP' };
+          return [
+            o.metadata.name,
+            String(st(o).phase ?? 'Pending'),
+            String(sp(o).volumeName ?? ''),
+            bound ? String(((st(o).capacity as Dict | undefined) ?? {}).storage ?? '') : '',
+            modes.map((m) => short[m] ?? m).join(','),
+            String(sp(o).storageClassName ?? '<unset>'),
+            '<unset>',
+            ageOf(o),
+          ];
+        },
+      };
+    case 'apps/ReplicaSet':
+      return {
+        headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'AGE'],
+        row: (o) => [o.metadata.name, String(sp(o).replicas ?? 1), String(st(o).replicas ?? 0), String(st(o).readyReplicas ?? 0), ageOf(o)],
+      };
+    case 'apps/StatefulSet':
+      return { headers: ['NAME', 'READY', 'AGE'], row: (o) => [o.metadata.name, `${st(o).readyReplicas ?? 0}/${sp(o).replicas ?? 1}`, ageOf(o)] };
+    case 'apps/DaemonSet':
+      return {
+        headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE'],
+        row: (o) => {
+          const sel = ((((sp(o).template as Dict | undefined)?.spec as Dict | undefined)?.nodeSelector as Record<string, string>) ?? {});
+          const n = (k: string) => String(st(o)[k] ?? 0);
+          return [o.metadata.name, n('desiredNumberScheduled'), n('currentNumberScheduled'), n('numberReady'), n('updatedNumberScheduled'), n('numberAvailable'), Object.entries(sel).map(([k, v]) => `${k}=${v}`).join(',') || '<none>', ageOf(o)];
         },
       };
     case '/Secret':
@@ -303,6 +339,29 @@ function columnsFor(k: KindInfo, now: number): { headers: string[]; row: (o: Kub
     };
   }
   return { headers: ['NAME', 'AGE'], row: (o) => [o.metadata.name, ageOf(o)] };
+}
+
+/** A pod's row as kubectl's printPod makes it (pkg/printers/internalversion/printers.go): the
+ *  last container's waiting or terminated reason wins over the phase, restarts are summed and
+ *  say when the last one ended (`5 (2m3s ago)`). */
+function podRow(o: KubeObject, now: number): string[] {
+  const st = (o.status ?? {}) as Dict;
+  const cs = (st.containerStatuses as Dict[]) ?? [];
+  let reason = String(st.reason ?? st.phase ?? '');
+  let restarts = 0;
+  let lastRestart = 0;
+  let ready = 0;
+  for (const c of [...cs].reverse()) {
+    restarts += Number(c.restartCount ?? 0);
+    const last = ((c.lastState as Dict | undefined)?.terminated as Dict | undefined)?.finishedAt;
+    if (typeof last === 'string') lastRestart = Math.max(lastRestart, Date.parse(last));
+    const state = (c.state ?? {}) as Record<string, Dict | undefined>;
+    if (state.waiting?.reason) reason = String(state.waiting.reason);
+    else if (state.terminated) reason = String(state.terminated.reason || `ExitCode:${state.terminated.exitCode}`);
+    else if (c.ready && state.running) ready++;
+  }
+  const shown = lastRestart && restarts ? `${restarts} (${age(new Date(lastRestart).toISOString(), now)} ago)` : String(restarts);
+  return [o.metadata.name, `${ready}/${cs.length}`, reason, shown, age(o.metadata.creationTimestamp, now)];
 }
 
 /** The default human-readable table of `kubectl get`. */

@@ -1,196 +1,129 @@
-// Workload status as the lab's controllers would write it: a Deployment, StatefulSet or DaemonSet
-// becomes available a short (scaled) rollout after its spec last changed or the last Secret/ConfigMap
-// its pods need was created, provided a node is Ready and every one of them exists — a pod whose
-// secret is missing sits in CreateContainerConfigError and never becomes ready, as on a real
-// cluster. Changing a Secret's data restarts nothing: running pods keep the environment they
-// started with (kubernetes.io/docs/concepts/configuration/secret: environment variables are not
-// updated after the Secret changes) until a rollout (`kubectl rollout restart`) replaces them.
-import crypto from 'node:crypto';
-import { groupOf, setStatus, type KubeObject, type KubeStore } from './kube-store.ts';
+// Workload status as the lab's controllers write it, from the pods they run (pod-states.ts): a
+// Deployment, StatefulSet or DaemonSet is available when its pods are Ready, and its pods are what
+// the kubelet makes of them — admitted or refused by Pod Security, scheduled or Pending on an
+// unbound claim, waiting on a missing Secret/ConfigMap, crash-looping on a failed start
+// requirement, Ready only once their readiness probe passes (workload-models.ts says what each
+// program needs). Changing a Secret's data restarts nothing: running pods keep the environment
+// they started with (kubernetes.io/docs/concepts/configuration/secret: environment variables are
+// not updated after the Secret changes) until a rollout (`kubectl rollout restart`) replaces them.
+import type { KubeObject, KubeStore } from './kube-store.ts';
+import { setStatus } from './kube-store.ts';
+import { DELAY, scaled } from './microk8s-state.ts';
+import { iso, isWorkload, simulate, startedEnv, templateHash, type PodClock, type PodNode, type SimPod, type Simulation } from './pod-states.ts';
+import { ensureClaims } from './volume-claims.ts';
+import { podSpecOf, startEnv } from './workload-refs.ts';
+import type { World } from './types.ts';
 
-interface Ref {
-  kind: 'Secret' | 'ConfigMap';
-  name: string;
-  key?: string;
-}
+export type { PodClock, PodNode } from './pod-states.ts';
 
 type Dict = Record<string, unknown>;
 
-function podSpec(o: KubeObject): Dict {
-  return (((o.spec as Dict | undefined)?.template as Dict | undefined)?.spec as Dict | undefined) ?? {};
-}
-
-/** The Secrets and ConfigMaps a pod template cannot start without. */
-function requiredRefs(o: KubeObject): Ref[] {
-  const spec = podSpec(o);
-  const refs: Ref[] = [];
-  const containers = [...((spec.containers as Dict[]) ?? []), ...((spec.initContainers as Dict[]) ?? [])];
-  for (const c of containers) {
-    for (const e of (c.env as Dict[]) ?? []) {
-      const from = e.valueFrom as Dict | undefined;
-      const s = from?.secretKeyRef as Dict | undefined;
-      const m = from?.configMapKeyRef as Dict | undefined;
-      if (s && !s.optional) refs.push({ kind: 'Secret', name: String(s.name), key: String(s.key) });
-      if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: String(m.name), key: String(m.key) });
-    }
-    for (const e of (c.envFrom as Dict[]) ?? []) {
-      const s = e.secretRef as Dict | undefined;
-      const m = e.configMapRef as Dict | undefined;
-      if (s && !s.optional) refs.push({ kind: 'Secret', name: String(s.name) });
-      if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: String(m.name) });
-    }
-  }
-  for (const v of (spec.volumes as Dict[]) ?? []) {
-    const s = v.secret as Dict | undefined;
-    const m = v.configMap as Dict | undefined;
-    if (s && !s.optional) refs.push({ kind: 'Secret', name: String(s.secretName) });
-    if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: String(m.name) });
-  }
-  return refs;
-}
-
-function refKey(ns: string, r: Ref): string {
-  return `/${r.kind}/${ns}/${r.name}`;
-}
-
-/** The environment a pod of this workload gets as it starts: literal values and those from
- *  Secrets and ConfigMaps (keyed by variable name; base64). */
-function startEnv(store: KubeStore, o: KubeObject): Record<string, string> {
-  const ns = o.metadata.namespace ?? 'default';
-  const env: Record<string, string> = {};
-  const spec = podSpec(o);
-  for (const c of [...((spec.initContainers as Dict[]) ?? []), ...((spec.containers as Dict[]) ?? [])]) {
-    for (const e of (c.env as Dict[]) ?? []) {
-      const name = String(e.name);
-      if (typeof e.value === 'string') env[name] = Buffer.from(e.value).toString('base64');
-      const from = e.valueFrom as Dict | undefined;
-      const ref = (from?.secretKeyRef ?? from?.configMapKeyRef) as Dict | undefined;
-      if (!ref) continue;
-      const obj = store.objects[refKey(ns, { kind: from?.secretKeyRef ? 'Secret' : 'ConfigMap', name: String(ref.name) })];
-      const v = (obj?.data as Dict | undefined)?.[String(ref.key)];
-      if (typeof v === 'string') env[name] = from?.secretKeyRef ? v : Buffer.from(v).toString('base64');
-    }
-  }
-  return env;
+/** The clock pods are computed with: the lab's rollout delay, and 1 minute of real time = 1 s of
+ *  lab time at timeScale 1 (OUTCOMES.md: kubelet back-offs and probe periods use it). */
+export function podClock(world: World, nodes: PodNode[], now = Date.now()): PodClock {
+  return { now, rolloutMs: scaled(world, DELAY.rollout), minuteMs: scaled(world, 1000), nodes };
 }
 
 /** The environment a workload's running pods started with (decoded), or null when none run. */
-export function runningEnv(store: KubeStore, key: string): Record<string, string> | null {
-  const r = store.running?.[key];
-  return r ? Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : null;
+export const runningEnv = startedEnv;
+
+interface Counts {
+  desired: number;
+  created: number;
+  ready: number;
+  createError?: string;
+  rs: string;
 }
 
-/** When the pods could last have started, or null while a required Secret/ConfigMap (key) is missing. */
-function startableSince(store: KubeStore, key: string, o: KubeObject): number | null {
-  const ns = o.metadata.namespace ?? 'default';
-  let since = store.changedAt[key] ?? 0;
-  for (const r of requiredRefs(o)) {
-    const k = refKey(ns, r);
-    const obj = store.objects[k];
-    if (!obj) return null;
-    const data = { ...(obj.data as Dict | undefined), ...(obj.binaryData as Dict | undefined) };
-    if (r.key && !(r.key in data)) return null;
-    const created = Date.parse(obj.metadata.creationTimestamp ?? '');
-    since = Math.max(since, Number.isNaN(created) ? 0 : created);
-  }
-  return since;
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-const SAFE = 'bcdfghjklmnpqrstvwxz2456789';
-
-/** A pod-template hash in Kubernetes' alphabet, for ReplicaSet names in messages. */
-function templateHash(o: KubeObject): string {
-  const h = crypto.createHash('sha256').update(JSON.stringify((o.spec as Dict | undefined)?.template ?? {})).digest();
-  return Array.from(h.subarray(0, 10), (b) => SAFE[b % SAFE.length]).join('');
-}
-
-function deploymentStatus(o: KubeObject, ready: boolean, at: number): Dict {
-  const n = Number((o.spec as Dict).replicas ?? 1);
-  const rs = `${o.metadata.name}-${templateHash(o)}`;
+function deploymentStatus(o: KubeObject, c: Counts, at: number): Dict {
   const t = iso(at);
   const base: Dict = { observedGeneration: o.metadata.generation ?? 1 };
-  if (ready) {
+  const cond = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message, lastUpdateTime: t, lastTransitionTime: t });
+  if (c.ready >= c.desired) {
     return {
       ...base,
-      ...(n > 0 ? { replicas: n, updatedReplicas: n, readyReplicas: n, availableReplicas: n } : {}),
+      ...(c.desired > 0 ? { replicas: c.created, updatedReplicas: c.created, readyReplicas: c.ready, availableReplicas: c.ready } : {}),
       conditions: [
-        { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'Deployment has minimum availability.', lastUpdateTime: t, lastTransitionTime: t },
-        { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: `ReplicaSet "${rs}" has successfully progressed.`, lastUpdateTime: t, lastTransitionTime: t },
+        cond('Available', 'True', 'MinimumReplicasAvailable', 'Deployment has minimum availability.'),
+        cond('Progressing', 'True', 'NewReplicaSetAvailable', `ReplicaSet "${c.rs}" has successfully progressed.`),
       ],
     };
   }
   return {
     ...base,
-    replicas: n,
-    updatedReplicas: n,
-    unavailableReplicas: n,
+    replicas: c.created,
+    updatedReplicas: c.created,
+    ...(c.ready ? { readyReplicas: c.ready, availableReplicas: c.ready } : {}),
+    unavailableReplicas: c.desired - c.ready,
     conditions: [
-      { type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: 'Deployment does not have minimum availability.', lastUpdateTime: t, lastTransitionTime: t },
-      { type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: `ReplicaSet "${rs}" is progressing.`, lastUpdateTime: t, lastTransitionTime: t },
+      cond('Available', 'False', 'MinimumReplicasUnavailable', 'Deployment does not have minimum availability.'),
+      cond('Progressing', 'True', 'ReplicaSetUpdated', `ReplicaSet "${c.rs}" is progressing.`),
+      // The deployment controller copies its ReplicaSet's ReplicaFailure condition
+      // (kubernetes pkg/controller/deployment/progress.go getReplicaFailures).
+      ...(c.createError ? [cond('ReplicaFailure', 'True', 'FailedCreate', c.createError)] : []),
     ],
   };
 }
 
-function statefulSetStatus(o: KubeObject, ready: boolean): Dict {
-  const n = Number((o.spec as Dict).replicas ?? 1);
+function statefulSetStatus(o: KubeObject, c: Counts): Dict {
   const rev = `${o.metadata.name}-${templateHash(o)}`;
   return {
     observedGeneration: o.metadata.generation ?? 1,
-    replicas: n,
-    currentReplicas: n,
-    updatedReplicas: n,
-    ...(ready ? { readyReplicas: n, availableReplicas: n } : { availableReplicas: 0 }),
+    replicas: c.created,
+    currentReplicas: c.created,
+    updatedReplicas: c.created,
+    readyReplicas: c.ready,
+    availableReplicas: c.ready,
     currentRevision: rev,
     updateRevision: rev,
   };
 }
 
-function daemonSetStatus(o: KubeObject, ready: boolean, nodes: number): Dict {
+function daemonSetStatus(o: KubeObject, c: Counts): Dict {
   return {
     observedGeneration: o.metadata.generation ?? 1,
-    currentNumberScheduled: nodes,
-    desiredNumberScheduled: nodes,
+    currentNumberScheduled: c.created,
+    desiredNumberScheduled: c.desired,
     numberMisscheduled: 0,
-    numberReady: ready ? nodes : 0,
-    updatedNumberScheduled: nodes,
-    ...(ready ? { numberAvailable: nodes } : { numberUnavailable: nodes }),
+    numberReady: c.ready,
+    updatedNumberScheduled: c.created,
+    ...(c.ready ? { numberAvailable: c.ready } : {}),
+    ...(c.desired - c.ready > 0 ? { numberUnavailable: c.desired - c.ready } : {}),
   };
 }
 
-export interface WorkloadClock {
-  now: number;
-  /** Scaled rollout time (ms). */
-  rolloutMs: number;
-  readyNodes: number;
+function countsOf(sim: Simulation, key: string): Counts {
+  const w = sim.workloads.find((x) => x.key === key)!;
+  const pods = sim.pods.filter((p) => p.owner === key);
+  return { desired: w.desired, created: pods.length, ready: pods.filter((p) => p.ready).length, createError: w.createError, rs: w.owner };
 }
 
-/** Bring every workload's status up to date with the clock. */
-export function refreshWorkloads(store: KubeStore, clock: WorkloadClock): void {
+/** Bring every workload's status (and the claims of StatefulSets) up to date with the clock. */
+export function refreshWorkloads(store: KubeStore, clock: PodClock): void {
   const running = (store.running ??= {});
   for (const key of Object.keys(running)) if (!store.objects[key]) delete running[key];
+  // A StatefulSet's pod and its claims are created together, pod 0 first.
+  const first = simulate(store, clock);
   for (const [key, o] of Object.entries(store.objects)) {
-    if (groupOf(o.apiVersion) !== 'apps' || !['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)) continue;
-    const template = JSON.stringify((o.spec as Dict | undefined)?.template ?? {});
-    // Pods already running from this template stay up whatever happens to their Secrets since;
-    // with no Ready node they are gone, and new ones must start over.
-    const up = running[key]?.template === template && clock.readyNodes > 0;
-    const since = up ? (store.changedAt[key] ?? 0) : startableSince(store, key, o);
-    const readyAt = since === null ? null : since + clock.rolloutMs;
-    const ready = up || (readyAt !== null && clock.now >= readyAt && clock.readyNodes > 0);
-    if (!ready) delete running[key];
-    else if (!up) running[key] = { template, env: startEnv(store, o) };
-    const at = ready ? (readyAt as number) : (store.changedAt[key] ?? clock.now);
-    const status =
-      o.kind === 'Deployment'
-        ? deploymentStatus(o, ready, at)
-        : o.kind === 'StatefulSet'
-          ? statefulSetStatus(o, ready)
-          : daemonSetStatus(o, ready, clock.readyNodes);
-    setStatus(store, key, status);
+    if (o.kind !== 'StatefulSet' || !isWorkload(o) || first.workloads.find((w) => w.key === key)?.createError) continue;
+    const made = first.pods.filter((p) => p.owner === key).map((p) => p.index);
+    for (const i of new Set([0, ...made, ...made.map((n) => n + 1)])) if (i < Number((o.spec as Dict).replicas ?? 1)) ensureClaims(store, o, i, clock.now);
+  }
+  const sim = simulate(store, clock);
+  const live = new Set(sim.pods.map((p) => `${p.pod.metadata.namespace}/${p.pod.metadata.name}`));
+  for (const k of Object.keys(store.requests ?? {})) if (!live.has(k)) delete store.requests![k];
+  for (const w of sim.workloads) {
+    const o = w.object;
+    const c = countsOf(sim, w.key);
+    // Pods that run keep the environment they read at start, whatever happens to their Secrets
+    // since; a container that keeps crashing reads them again at each restart, so only pods that
+    // came up Ready pin theirs.
+    const pods = sim.pods.filter((p) => p.owner === w.key);
+    const up = running[w.key]?.template === w.template;
+    if (!up && pods.some((p) => p.ready)) running[w.key] = { template: w.template, env: startEnv(store, o) };
+    else if (!pods.some((p) => p.started) || !clock.nodes.length) delete running[w.key];
+    const status = o.kind === 'Deployment' ? deploymentStatus(o, c, store.changedAt[w.key] ?? clock.now) : o.kind === 'StatefulSet' ? statefulSetStatus(o, c) : daemonSetStatus(o, c);
+    setStatus(store, w.key, status);
   }
 }
 
@@ -204,121 +137,70 @@ export function workloadReady(o: KubeObject): boolean {
   return true;
 }
 
-function podName(owner: string, salt: string): string {
-  const h = crypto.createHash('sha256').update(salt).digest();
-  return `${owner}-${Array.from(h.subarray(0, 5), (b) => SAFE[b % SAFE.length]).join('')}`;
-}
-
-/** The first missing Secret/ConfigMap a pod of this workload waits for, as the kubelet says it. */
-function missingRef(store: KubeStore, o: KubeObject): string | null {
-  const ns = o.metadata.namespace ?? 'default';
-  for (const r of requiredRefs(o)) {
-    const obj = store.objects[refKey(ns, r)];
-    const noun = r.kind === 'Secret' ? 'secret' : 'configmap';
-    if (!obj) return `${noun} "${r.name}" not found`;
-    const data = { ...(obj.data as Dict | undefined), ...(obj.binaryData as Dict | undefined) };
-    if (r.key && !(r.key in data)) return `couldn't find key ${r.key} in ${r.kind} ${ns}/${r.name}`;
-  }
-  return null;
-}
-
-/** A node pods can be placed on: its Node name, address, and the first address of its pod block. */
-export interface PodNode {
-  name: string;
-  address: string;
-  /** The node's Calico block base (its vxlan.calico address); pods take the addresses after it. */
-  block: string;
-}
-
 /** A pod with the store key of the workload that owns it. */
 export interface OwnedPod {
   owner: string;
   pod: KubeObject;
 }
 
-/**
- * The pods the lab's workloads run (read-only, made from their status): one per replica, or per
- * node for a DaemonSet, Running and Ready when the workload is available. Pods are spread over the
- * nodes in order; each gets the next address of its node's block, a host-network pod its node's.
- */
-export function ownedPods(store: KubeStore, nodes: PodNode[]): OwnedPod[] {
-  const pods: OwnedPod[] = [];
-  for (const [key, o] of Object.entries(store.objects)) {
-    if (groupOf(o.apiVersion) !== 'apps' || !['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind)) continue;
-    const spec = (o.spec ?? {}) as Dict;
-    const count = o.kind === 'DaemonSet' ? nodes.length : Number(spec.replicas ?? 1);
-    const ready = workloadReady(o) && nodes.length > 0;
-    const blocked = missingRef(store, o);
-    const template = (spec.template ?? {}) as Dict;
-    const podSpec = (template.spec as Dict | undefined) ?? {};
-    const containers = (podSpec.containers as Dict[]) ?? [];
-    const owner = o.kind === 'Deployment' ? `${o.metadata.name}-${templateHash(o)}` : o.metadata.name;
-    const since = iso(store.changedAt[key] ?? Date.now());
-    for (let i = 0; i < count; i++) {
-      const node = nodes[i % Math.max(1, nodes.length)];
-      const name = o.kind === 'StatefulSet' ? `${o.metadata.name}-${i}` : podName(owner, `${key}/${i}/${owner}`);
-      const waiting = blocked
-        ? { waiting: { reason: 'CreateContainerConfigError', message: blocked } }
-        : { waiting: { reason: 'ContainerCreating' } };
-      const pod: KubeObject = {
-        apiVersion: 'v1',
-        kind: 'Pod',
+/** The pods the lab's workloads run (read-only). */
+export function ownedPods(store: KubeStore, clock: PodClock): OwnedPod[] {
+  return simulate(store, clock).pods.map(({ owner, pod }) => ({ owner, pod }));
+}
+
+/** The pods with what the kubelet knows of their containers (for `kubectl logs`). */
+export function simulatedPods(store: KubeStore, clock: PodClock): SimPod[] {
+  return simulate(store, clock).pods;
+}
+
+/** The ReplicaSets behind the Deployments (the current template's only: a rollout replaces pods at once). */
+export function replicaSetObjects(store: KubeStore, clock: PodClock): KubeObject[] {
+  const sim = simulate(store, clock);
+  return sim.workloads
+    .filter((w) => w.object.kind === 'Deployment')
+    .map((w) => {
+      const o = w.object;
+      const c = countsOf(sim, w.key);
+      const template = ((o.spec as Dict).template ?? {}) as Dict;
+      const labels = { ...(((template.metadata as Dict | undefined)?.labels as Record<string, string>) ?? {}), 'pod-template-hash': w.owner.slice(o.metadata.name.length + 1) };
+      return {
+        apiVersion: 'apps/v1',
+        kind: 'ReplicaSet',
         metadata: {
-          name,
+          name: w.owner,
           namespace: o.metadata.namespace,
-          labels: { ...(((template.metadata as Dict | undefined)?.labels as Record<string, string>) ?? {}) },
-          ownerReferences: [{ apiVersion: 'apps/v1', kind: o.kind === 'Deployment' ? 'ReplicaSet' : o.kind, name: owner, controller: true }],
-          creationTimestamp: since,
+          labels,
+          ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: o.metadata.name, controller: true, blockOwnerDeletion: true }],
+          creationTimestamp: iso(store.changedAt[w.key] ?? clock.now),
         },
-        spec: { ...podSpec, nodeName: node?.name },
+        spec: { replicas: w.desired, selector: (o.spec as Dict).selector, template: { ...template, spec: podSpecOf(o) } },
         status: {
-          phase: ready ? 'Running' : 'Pending',
-          hostIP: node?.address,
-          conditions: [
-            { type: 'Initialized', status: 'True' },
-            { type: 'Ready', status: ready ? 'True' : 'False', ...(ready ? {} : { reason: 'ContainersNotReady' }) },
-            { type: 'ContainersReady', status: ready ? 'True' : 'False' },
-            { type: 'PodScheduled', status: node ? 'True' : 'False' },
-          ],
-          containerStatuses: containers.map((c) => ({
-            name: c.name,
-            image: c.image,
-            ready,
-            restartCount: 0,
-            started: ready,
-            state: ready ? { running: { startedAt: since } } : waiting,
-          })),
+          replicas: c.created,
+          fullyLabeledReplicas: c.created,
+          readyReplicas: c.ready,
+          availableReplicas: c.ready,
+          observedGeneration: 1,
+          ...(c.createError
+            ? { conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: c.createError, lastTransitionTime: iso(store.changedAt[w.key] ?? clock.now) }] }
+            : {}),
         },
       };
-      pods.push({ owner: key, pod });
-    }
-  }
-  pods.sort((a, b) => (a.pod.metadata.namespace ?? '').localeCompare(b.pod.metadata.namespace ?? '') || a.pod.metadata.name.localeCompare(b.pod.metadata.name));
-  assignAddresses(pods, nodes);
-  return pods;
+    });
 }
 
-/** `status.podIP`: the node's address for a host-network pod, else the next one of its node's block. */
-function assignAddresses(pods: OwnedPod[], nodes: PodNode[]): void {
-  const next = new Map(nodes.map((n) => [n.name, 1]));
-  for (const { pod } of pods) {
-    const spec = (pod.spec ?? {}) as Dict;
-    const node = nodes.find((n) => n.name === spec.nodeName);
-    if (!node) continue;
-    let ip = node.address;
-    if (spec.hostNetwork !== true) {
-      const n = next.get(node.name) ?? 1;
-      next.set(node.name, n + 1);
-      const [a, b, c, d] = node.block.split('.').map(Number);
-      ip = `${a}.${b}.${c}.${d + n}`;
-    }
-    const status = pod.status as Dict;
-    status.podIP = ip;
-    status.podIPs = [{ ip }];
-  }
-}
-
-/** The pods alone, as `kubectl get pods` lists them. */
-export function podObjects(store: KubeStore, nodes: PodNode[]): KubeObject[] {
-  return ownedPods(store, nodes).map((p) => p.pod);
+/** The events the controllers and kubelets would have recorded (`kubectl get events`). */
+export function eventObjects(store: KubeStore, clock: PodClock): KubeObject[] {
+  return simulate(store, clock).events.map((e, i) => ({
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: `${e.object.name}.${(e.at + i).toString(16)}`, namespace: e.namespace, creationTimestamp: iso(e.at) },
+    involvedObject: { kind: e.object.kind, name: e.object.name, namespace: e.namespace },
+    type: e.type,
+    reason: e.reason,
+    message: e.message,
+    source: { component: e.source },
+    firstTimestamp: iso(e.at),
+    lastTimestamp: iso(clock.now),
+    count: 1,
+  }));
 }

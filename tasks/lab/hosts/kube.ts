@@ -29,10 +29,12 @@ import {
 import { deletedLine, jsonpath, listOf, nameOf, table, toJson, toYaml } from './kube-output.ts';
 import { kubeMinor, kubeVersion, poll, saveCluster, type ClusterRef } from './microk8s-state.ts';
 import { nodeObjects } from './microk8s-cluster.ts';
-import { labPods } from './pods.ts';
+import { labPods, podNodes } from './pods.ts';
+import { eventObjects, podClock, replicaSetObjects, simulatedPods } from './kube-workloads.ts';
+import { podLogs, withNetworkLogs } from './kube-logs.ts';
+import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
-import { kubectlLogs } from './kube-logs.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
 
@@ -49,7 +51,8 @@ interface Args {
 }
 
 const ALIASES: Record<string, string> = {
-  '-n': '--namespace', '-o': '--output', '-f': '--filename', '-l': '--selector', '-A': '--all-namespaces', '-s': '--server', '-c': '--container',
+  '-n': '--namespace', '-o': '--output', '-f': '--filename', '-l': '--selector', '-A': '--all-namespaces', '-s': '--server',
+  '-c': '--container', '-p': '--previous',
 };
 
 function parseArgs(argv: string[]): Args | string {
@@ -302,12 +305,35 @@ function selectorMatch(sel: string | undefined, o: KubeObject): boolean {
   });
 }
 
-/** Nodes and pods are not stored: they are read from the members and the workloads. */
+function clock(ctx: Ctx) {
+  return podClock(ctx.inv.world, podNodes(ctx.inv.world, ctx.ref));
+}
+
+/** Nodes, pods, ReplicaSets and events are not stored: they are read from the members and the workloads. */
 function derived(ctx: Ctx, kind: KindInfo): KubeObject[] | null {
+  if (kind.group === 'apps' && kind.kind === 'ReplicaSet') return replicaSetObjects(ctx.store, clock(ctx));
   if (kind.group !== '') return null;
   if (kind.kind === 'Node') return nodeObjects(ctx.inv.world, ctx.ref);
+  if (kind.kind === 'Event') return eventObjects(ctx.store, clock(ctx));
   if (kind.kind !== 'Pod') return null;
   return labPods(ctx.inv.world, ctx.ref).map((p) => p.object);
+}
+
+async function logs(ctx: Ctx, a: Args): Promise<CommandResult> {
+  await settle(ctx.inv.world, ctx.ref);
+  const tail = flag(a, '--tail');
+  // For logs, -f is --follow, not --filename (the parser is shared): the lab prints what there is
+  // and returns, it has no stream to follow.
+  const pos = [...(a.flags.get('--filename') ?? []), ...a.pos];
+  const r = podLogs(withNetworkLogs(simulatedPods(ctx.store, clock(ctx)), networkView(ctx.inv.world, ctx.ref)), {
+    namespace: ctx.namespace,
+    pos,
+    container: flag(a, '--container'),
+    previous: bool(a, '--previous'),
+    tail: tail === undefined ? undefined : Number(tail),
+  });
+  saveCluster(ctx.inv.world, ctx.inv.host, ctx.ref);
+  return r;
 }
 
 function objectsOf(ctx: Ctx, kind: KindInfo, namespace: string | null): KubeObject[] {
@@ -750,6 +776,8 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return wait(ctx, parsed);
     case 'rollout':
       return rollout(ctx, parsed);
+    case 'logs':
+      return logs(ctx, parsed);
     case 'annotate':
       return annotateOrLabel(ctx, parsed, 'annotations');
     case 'label':
@@ -758,9 +786,6 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return version(ctx, parsed);
     case 'config':
       return configView(ctx, parsed);
-    case 'logs':
-      await settle(inv.world, ref);
-      return kubectlLogs(inv, ref, ctx.namespace, parsed.pos, flag(parsed, '--container'), flag(parsed, '--tail'));
     case '':
       return { stdout: 'kubectl controls the Kubernetes cluster manager.\n', stderr: '', exitCode: 0 };
     default:

@@ -9,7 +9,7 @@
 // that node's host to pods on other nodes leaves with), and its pods the addresses after it. A
 // host-network pod has its node's address.
 import type { KubeObject } from './kube-store.ts';
-import { ownedPods } from './kube-workloads.ts';
+import { ownedPods, podClock, type PodNode } from './kube-workloads.ts';
 import { memberReady, type ClusterRef } from './microk8s-state.ts';
 import type { World } from './types.ts';
 
@@ -57,14 +57,18 @@ export function nodeNetworks(world: World, ref: ClusterRef, now = Date.now()): N
   });
 }
 
+/** The Ready nodes as the pod placement sees them. */
+export function podNodes(world: World, ref: ClusterRef, now = Date.now()): PodNode[] {
+  return nodeNetworks(world, ref, now)
+    .filter((n) => n.ready)
+    .map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel }));
+}
+
 /** Every pod of the cluster's workloads, on the Ready nodes. */
 export function labPods(world: World, ref: ClusterRef, now = Date.now()): LabPod[] {
   const nets = nodeNetworks(world, ref, now).filter((n) => n.ready);
   const byNodeName = new Map(nets.map((n) => [n.host.toLowerCase(), n]));
-  return ownedPods(
-    ref.cluster.kube,
-    nets.map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel })),
-  ).map(({ owner, pod }) => {
+  return ownedPods(ref.cluster.kube, podClock(world, podNodes(world, ref, now), now)).map(({ owner, pod }) => {
     const spec = (pod.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
     const status = (pod.status ?? {}) as { podIP?: string; conditions?: { type: string; status: string }[] };
     return {
