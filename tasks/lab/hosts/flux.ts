@@ -33,6 +33,7 @@ import { refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts
 import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts';
 import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 import { CHART as KUBE_PROMETHEUS_STACK, kubePrometheusStackObjects } from './chart-kube-prometheus-stack.ts';
+import { reconcileOperator } from './prometheus-operator.ts';
 
 const SOURCE = 'source.toolkit.fluxcd.io';
 const KUSTOMIZE = 'kustomize.toolkit.fluxcd.io';
@@ -748,6 +749,7 @@ async function settleOnce(world: World, ref: ClusterRef): Promise<void> {
       if (!env.changed) break;
     }
   }
+  if (reconcileOperator(world, ref, env.now)) refresh(env);
   syncConnectors(env);
 }
 
