@@ -34,6 +34,7 @@ import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts'
 import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 import { CHART as KUBE_PROMETHEUS_STACK, kubePrometheusStackObjects } from './chart-kube-prometheus-stack.ts';
 import { reconcileOperator } from './prometheus-operator.ts';
+import { tickPrometheus } from './prometheus.ts';
 
 const SOURCE = 'source.toolkit.fluxcd.io';
 const KUSTOMIZE = 'kustomize.toolkit.fluxcd.io';
@@ -751,6 +752,9 @@ async function settleOnce(world: World, ref: ClusterRef): Promise<void> {
   }
   if (reconcileOperator(world, ref, env.now)) refresh(env);
   syncConnectors(env);
+  // Prometheus scrapes and evaluates on its own clock; the lab lets it catch up whenever kubectl
+  // touches the cluster, so `for:` durations count from when a condition was first seen.
+  tickPrometheus(world, ref, env.now);
 }
 
 const settling = new Map<string, Promise<void>>();

@@ -32,6 +32,8 @@ export interface KubeStore {
    *  read then (values base64, as Secret data is kept). Running pods keep it whatever happens to
    *  their Secrets since, until a new template (a rollout) replaces them. */
   running?: Record<string, { template: string; env: Record<string, string> }>;
+  /** What each Prometheus server keeps between evaluations (prometheus.ts). */
+  prometheus?: Record<string, unknown>;
 }
 
 export interface KindInfo {
