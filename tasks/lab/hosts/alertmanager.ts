@@ -7,11 +7,10 @@
 // last, not a store of its own: resolved alerts are gone at once rather than after resolve_timeout.
 import YAML from 'yaml';
 import type { KubeObject, KubeStore } from './kube-store.ts';
-import { reach } from './network.ts';
 import type { ClusterRef } from './microk8s-state.ts';
 import type { LabPod } from './pods.ts';
 import { fingerprint, labDuration, type PrometheusView } from './prometheus.ts';
-import { containerState } from './prometheus-targets.ts';
+import { containerState, flows } from './prometheus-targets.ts';
 import type { Labels } from './promql.ts';
 import { serviceEndpoints } from './service-endpoints.ts';
 import type { World } from './types.ts';
@@ -88,7 +87,7 @@ function sendsTo(world: World, ref: ClusterRef, pods: LabPod[], view: Prometheus
     const svc = store.objects[`/Service/${t.namespace ?? view.server.resource.metadata.namespace}/${t.name}`];
     if (!svc) return false;
     return serviceEndpoints(world, ref, store, pods, svc).some(
-      (e) => e.address.target.kind === 'Pod' && e.address.target.pod.name === am.name && e.address.target.pod.namespace === am.namespace && String(t.port) === e.port.name && reach(world, ref, { kind: 'pod', pod: from }, { kind: 'pod', pod: am }, e.port.port, 'TCP').ok,
+      (e) => e.address.target.kind === 'Pod' && e.address.target.pod.name === am.name && e.address.target.pod.namespace === am.namespace && String(t.port) === e.port.name && flows.reach(world, ref, { kind: 'pod', pod: from }, { kind: 'pod', pod: am }, e.port.port, 'TCP').ok,
     );
   });
 }

@@ -10,11 +10,10 @@
 import { alertmanagerAlerts } from './alertmanager.ts';
 import type { KubeObject } from './kube-store.ts';
 import { kubeVersion, type ClusterRef } from './microk8s-state.ts';
-import { reach } from './network.ts';
 import { labPods, type LabPod } from './pods.ts';
 import { alertmanagerGet, prometheusGet, type HttpAnswer } from './prometheus-api.ts';
 import { observePrometheus } from './prometheus.ts';
-import { containerState } from './prometheus-targets.ts';
+import { containerState, flows } from './prometheus-targets.ts';
 import { serviceEndpoints } from './service-endpoints.ts';
 import type { HostState, World } from './types.ts';
 
@@ -73,7 +72,7 @@ function serviceProxy(world: World, ref: ClusterRef, host: HostState, ns: string
   if (!ready.length) return unavailable(`no endpoints available for service "${name}"`);
   const { address, port } = ready.sort((a, b) => a.address.ip.localeCompare(b.address.ip))[0];
   const to = address.target.kind === 'Pod' ? ({ kind: 'pod', pod: address.target.pod } as const) : ({ kind: 'host', host: address.target.host } as const);
-  const verdict = reach(world, ref, { kind: 'host', host: host.name }, to, port.port, 'TCP');
+  const verdict = flows.reach(world, ref, { kind: 'host', host: host.name }, to, port.port, 'TCP');
   if (!verdict.ok) return unavailable(`error trying to reach service: dial tcp ${address.ip}:${port.port}: i/o timeout${verdict.why ? ` (lab: ${verdict.why})` : ''}`);
   if (address.target.kind !== 'Pod') return unavailable(`error trying to reach service: lab: nothing models the HTTP answers of ${address.ip}:${port.port}`);
   const st = containerState(address.target.pod, null);

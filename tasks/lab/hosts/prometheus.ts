@@ -235,10 +235,15 @@ function expand(text: string, labels: Labels, value: number): string {
 
 // ---- storage ------------------------------------------------------------------------------------
 
-function rangeNames(groups: LoadedGroup[]): Set<string> {
+/** The metrics range selectors read in these rules, and the longest range (real ms). */
+function rangeUse(groups: LoadedGroup[]): { names: Set<string>; longest: number } {
   const names = new Set<string>();
+  let longest = 0;
   const walk = (n: Node): void => {
-    if (n.type === 'sel' && n.rangeMs !== undefined && n.name) names.add(n.name);
+    if (n.type === 'sel' && n.rangeMs !== undefined) {
+      if (n.name) names.add(n.name);
+      longest = Math.max(longest, n.rangeMs);
+    }
     if (n.type === 'call') n.args.forEach(walk);
     if (n.type === 'agg') {
       walk(n.expr);
@@ -259,7 +264,7 @@ function rangeNames(groups: LoadedGroup[]): Set<string> {
       }
     }
   }
-  return names;
+  return { names, longest };
 }
 
 /** Keeps the value changes of the series range selectors read, over the longest range any rule
@@ -324,9 +329,8 @@ function evaluate(world: World, ref: ClusterRef, pods: LabPod[], server: Prometh
   for (const a of Object.values(mem.alerts)) series.push({ labels: { __name__: 'ALERTS', ...a.labels, alertstate: a.state }, value: 1 });
   const groups = loadedGroups(store, server.resource);
   for (const g of groups) for (const r of g.rules) if (r.record) known.add(r.record);
-  const ranged = rangeNames(groups);
-  const longest = Math.max(0, ...groups.flatMap((g) => g.rules.map((r) => maxRange(r.expr))));
-  recordHistory(mem, series, ranged, now, labDuration(world, longest));
+  const ranged = rangeUse(groups);
+  recordHistory(mem, series, ranged.names, now, labDuration(world, ranged.longest));
   const db = storage(world, () => series, mem);
   const evaluator = new Evaluator(db, now);
   const interval = durationMs(String((server.resource.spec as Dict | undefined)?.evaluationInterval || '30s')) / 1000;
@@ -339,26 +343,6 @@ function evaluate(world: World, ref: ClusterRef, pods: LabPod[], server: Prometh
   }));
   mem.alerts = nextAlerts;
   return { server, targets, groups: outGroups, alerts: outGroups.flatMap((g) => g.rules.flatMap((r) => r.alerts)), series, evaluatedAt: now };
-}
-
-function maxRange(expr: string): number {
-  let max = 0;
-  const walk = (n: Node): void => {
-    if (n.type === 'sel' && n.rangeMs) max = Math.max(max, n.rangeMs);
-    if (n.type === 'call') n.args.forEach(walk);
-    if (n.type === 'agg') walk(n.expr);
-    if (n.type === 'bin') {
-      walk(n.lhs);
-      walk(n.rhs);
-    }
-    if (n.type === 'neg') walk(n.expr);
-  };
-  try {
-    walk(parse(expr));
-  } catch {
-    // nothing to keep for an expression that does not parse
-  }
-  return max;
 }
 
 function evaluateRule(world: World, ev: Evaluator, r: LoadedRule, known: Set<string>, mem: Memory, next: Memory['alerts'], series: Sample[], now: number): RuleState {

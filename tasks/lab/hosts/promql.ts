@@ -48,7 +48,6 @@ const OPS = ['==', '!=', '<=', '>=', '=~', '!~', '+', '-', '*', '/', '%', '^', '
 function lex(src: string): Tok[] {
   const toks: Tok[] = [];
   let i = 0;
-  let inBracket = false;
   while (i < src.length) {
     const c = src[i];
     if (/\s/.test(c)) {
@@ -74,13 +73,11 @@ function lex(src: string): Tok[] {
       i = j + 1;
       continue;
     }
-    if (inBracket) {
-      const m = /^((\d+(ms|[smhdwy]))+)/.exec(src.slice(i));
-      if (m) {
-        toks.push({ t: 'dur', v: m[1] });
-        i += m[1].length;
-        continue;
-      }
+    const dur = /^((\d+(ms|[smhdwy]))+)(?!\w)/.exec(src.slice(i));
+    if (dur) {
+      toks.push({ t: 'dur', v: dur[1] });
+      i += dur[1].length;
+      continue;
     }
     const num = /^(0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[Ii]nf|[Nn]a[Nn])(?![\w:])/.exec(src.slice(i));
     if (num) {
@@ -96,8 +93,6 @@ function lex(src: string): Tok[] {
     }
     const op = OPS.find((o) => src.startsWith(o, i));
     if (!op) throw new ParseError(`unexpected character: '${c}'`);
-    if (op === '[') inBracket = true;
-    if (op === ']') inBracket = false;
     toks.push({ t: 'op', v: op });
     i += op.length;
   }
