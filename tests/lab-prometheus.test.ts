@@ -374,6 +374,9 @@ model('the HTTP API through the service proxy answers with the real shapes', asy
   assert.is(targets.body.status, 'success');
   assert.equal(Object.keys(targets.body.data), ['activeTargets', 'droppedTargets', 'droppedTargetCounts']);
   assert.equal(Object.keys(targets.body.data.activeTargets[0]), ['discoveredLabels', 'labels', 'scrapePool', 'scrapeUrl', 'globalUrl', 'lastError', 'lastScrape', 'lastScrapeDuration', 'health', 'scrapeInterval', 'scrapeTimeout']);
+  const pools = [...new Set((targets.body.data.activeTargets as Obj[]).map((t) => t.scrapePool))];
+  assert.ok(pools.every((p) => typeof targets.body.data.droppedTargetCounts[p] === 'number'), 'a dropped count per pool');
+  assert.ok(targets.body.data.droppedTargetCounts['serviceMonitor/monitoring/kube-prometheus-stack-prometheus-node-exporter/0'] > 0, "the other monitoring Services' endpoints are dropped");
   const alerts = await raw(L, `${PROXY}/api/v1/alerts`);
   const watchdog = alerts.body.data.alerts.find((a: Obj) => a.labels.alertname === 'Watchdog');
   assert.equal(Object.keys(watchdog), ['labels', 'annotations', 'state', 'activeAt', 'value']);

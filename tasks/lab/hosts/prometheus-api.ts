@@ -48,7 +48,7 @@ function targets(view: PrometheusView, q: URLSearchParams): HttpAnswer {
   return ok({
     activeTargets: state === 'dropped' ? [] : active,
     droppedTargets: [],
-    droppedTargetCounts: Object.fromEntries([...new Set(view.targets.map((t) => t.scrapePool))].map((p) => [p, 0])),
+    droppedTargetCounts: view.droppedTargetCounts,
   });
 }
 

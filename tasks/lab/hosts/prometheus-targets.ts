@@ -399,11 +399,24 @@ function namespacesOf(store: KubeStore): string[] {
     .sort();
 }
 
-/** Every active target of a Prometheus, in scrape-pool order, with its health now. */
-export function scrapeTargets(world: World, ref: ClusterRef, pods: LabPod[], server: PrometheusServer): ScrapeTarget[] {
+export interface Discovery {
+  /** The active targets, in scrape-pool order, with their health now. */
+  targets: ScrapeTarget[];
+  /** Per scrape pool, the discovered endpoints its relabeling dropped. */
+  dropped: Record<string, number>;
+}
+
+/** What a Prometheus' service discovery and relabeling make of the cluster now. */
+export function scrapeTargets(world: World, ref: ClusterRef, pods: LabPod[], server: PrometheusServer): Discovery {
   const store = ref.cluster.kube;
   const cx: Context = { world, ref, store, pods, server };
   const out: ScrapeTarget[] = [];
+  const dropped: Record<string, number> = {};
+  const keep = (pool: string, t: ScrapeTarget | null) => {
+    dropped[pool] ??= 0;
+    if (t) out.push(t);
+    else dropped[pool]++;
+  };
   const namespaces = namespacesOf(store);
   const services = Object.values(store.objects).filter((o) => o.kind === 'Service' && o.apiVersion === 'v1');
   for (const m of selectedMonitors(store, server.resource, 'ServiceMonitor')) {
@@ -414,8 +427,7 @@ export function scrapeTargets(world: World, ref: ClusterRef, pods: LabPod[], ser
       for (const ns of namespaces.filter((n) => monitorNamespaces(m, n))) {
         for (const svc of services.filter((x) => (x.metadata.namespace ?? 'default') === ns)) {
           for (const cand of endpointCandidates(svc, serviceEndpoints(world, ref, store, pods, svc))) {
-            const t = target(cx, pool, cand, ep, relabels);
-            if (t) out.push(t);
+            keep(pool, target(cx, pool, cand, ep, relabels));
           }
         }
       }
@@ -428,11 +440,10 @@ export function scrapeTargets(world: World, ref: ClusterRef, pods: LabPod[], ser
       const relabels = podMonitorRelabels(m, ep);
       for (const ns of namespaces.filter((n) => monitorNamespaces(m, n))) {
         for (const cand of podCandidates(pods, ns)) {
-          const t = target(cx, pool, cand, ep, relabels);
-          if (t) out.push(t);
+          keep(pool, target(cx, pool, cand, ep, relabels));
         }
       }
     });
   }
-  return out;
+  return { targets: out, dropped };
 }

@@ -60,6 +60,8 @@ export interface RuleGroupState {
 export interface PrometheusView {
   server: PrometheusServer;
   targets: ScrapeTarget[];
+  /** Per scrape pool, the discovered endpoints relabeling dropped. */
+  droppedTargetCounts: Record<string, number>;
   groups: RuleGroupState[];
   /** Every pending or firing alert. */
   alerts: AlertState[];
@@ -313,7 +315,7 @@ function evaluate(world: World, ref: ClusterRef, pods: LabPod[], server: Prometh
   const store = ref.cluster.kube;
   const mem = memoryOf(store, server);
   const nodes = nodeObjects(world, ref, now);
-  const targets = scrapeTargets(world, ref, pods, server);
+  const { targets, dropped } = scrapeTargets(world, ref, pods, server);
   const cx = { ref, store, pods, nodes };
   const known = new Set([...LAB_METRICS, ...KSM_METRICS]);
   for (const t of targets) {
@@ -342,7 +344,7 @@ function evaluate(world: World, ref: ClusterRef, pods: LabPod[], server: Prometh
     rules: g.rules.map((r) => evaluateRule(world, evaluator, r, known, mem, nextAlerts, series, now)),
   }));
   mem.alerts = nextAlerts;
-  return { server, targets, groups: outGroups, alerts: outGroups.flatMap((g) => g.rules.flatMap((r) => r.alerts)), series, evaluatedAt: now };
+  return { server, targets, droppedTargetCounts: dropped, groups: outGroups, alerts: outGroups.flatMap((g) => g.rules.flatMap((r) => r.alerts)), series, evaluatedAt: now };
 }
 
 function evaluateRule(world: World, ev: Evaluator, r: LoadedRule, known: Set<string>, mem: Memory, next: Memory['alerts'], series: Sample[], now: number): RuleState {
@@ -393,7 +395,7 @@ function evaluateRule(world: World, ev: Evaluator, r: LoadedRule, known: Set<str
 export function observePrometheus(world: World, ref: ClusterRef, now = Date.now(), pods: LabPod[] = labPods(world, ref, now)): PrometheusView[] {
   memories(ref.cluster.kube).evaluatedAt = now;
   return prometheusServers(ref.cluster.kube, pods).map((server) =>
-    server.running ? evaluate(world, ref, pods, server, now) : { server, targets: [], groups: [], alerts: [], series: [], evaluatedAt: 0 },
+    server.running ? evaluate(world, ref, pods, server, now) : { server, targets: [], droppedTargetCounts: {}, groups: [], alerts: [], series: [], evaluatedAt: 0 },
   );
 }
 

@@ -38,6 +38,9 @@ export class Unsupported extends Error {}
 
 export class ParseError extends Error {}
 
+/** What Prometheus itself fails a query with (a rule's health `err`). */
+export class ExecutionError extends Error {}
+
 // ---- lexer ---------------------------------------------------------------------------------------
 
 type Tok = { t: 'num' | 'str' | 'id' | 'op' | 'dur' | 'eof'; v: string };
@@ -525,7 +528,7 @@ export class Evaluator {
     for (const s of one) {
       const sig = signature(s.labels, m.labels, m.on);
       if (bySig.has(sig)) {
-        throw new Unsupported(`found duplicate series for the match group on the ${swapped ? 'left' : 'right'} hand-side of the operation: many-to-many matching not allowed`);
+        throw new ExecutionError(`found duplicate series for the match group on the ${swapped ? 'left' : 'right'} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side`);
       }
       bySig.set(sig, s);
     }
@@ -549,7 +552,7 @@ export class Evaluator {
         else delete labels[k];
       }
       const key = labelsKey(labels);
-      if (m.card === 'one-to-one' && seen.has(key)) throw new Unsupported('multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)');
+      if (m.card === 'one-to-one' && seen.has(key)) throw new ExecutionError('multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)');
       seen.add(key);
       out.push({ labels, value: cmp && !n.bool ? ls.value : v });
     }
