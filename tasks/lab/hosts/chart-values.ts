@@ -1,6 +1,9 @@
-// Helm's handling of values, as far as the lab's charts need it: a release's values are the chart's
-// defaults with the user's values merged over them (maps merge key by key, anything else replaces,
-// and a null removes the default: helm pkg/chart/v2/util/coalesce.go), read by dotted path.
+// Helm's handling of values and names, as far as the lab's charts need it: a release's values are
+// the chart's defaults with the user's values merged over them (maps merge key by key, anything
+// else replaces, and a null removes the default: helm pkg/chart/v2/util/coalesce.go), read by
+// dotted path; names cut as the charts' helpers cut them; metadata with helm-controller's labels.
+import type { KubeObject } from './kube-store.ts';
+
 type Dict = Record<string, unknown>;
 
 function isDict(v: unknown): v is Dict {
@@ -44,4 +47,53 @@ export function str(values: unknown, path: string | string[], dflt = ''): string
 export function dict(values: unknown, path: string | string[]): Dict {
   const v = valueAt(values, path);
   return isDict(v) ? v : {};
+}
+
+/** What a chart's templates see: the release, its values, its names and common labels. */
+export interface ChartContext {
+  release: string;
+  ns: string;
+  v: Dict;
+  /** helm-controller's labels on everything it installs. */
+  owner: Record<string, string>;
+  /** kube-prometheus-stack.fullname */
+  full: string;
+  /** kube-prometheus-stack.labels */
+  labels: Record<string, string>;
+}
+
+/** Helm's `trunc n | trimSuffix "-"`. */
+export function trunc(s: string, n: number): string {
+  return s.slice(0, n).replace(/-$/, '');
+}
+
+/** A subchart's fullname (the common helm `<chart>.fullname` helper): cut to 63. */
+export function subFullname(release: string, chart: string): string {
+  return trunc(release.includes(chart) ? release : `${release}-${chart}`, 63);
+}
+
+export function meta(c: ChartContext, name: string, labels: Record<string, string>, namespace: string | null = c.ns, annotations?: Record<string, string>): KubeObject['metadata'] {
+  return {
+    name,
+    ...(namespace ? { namespace } : {}),
+    labels: { ...labels, ...c.owner },
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+export function obj(apiVersion: string, kind: string, metadata: KubeObject['metadata'], rest: Dict): KubeObject {
+  return { apiVersion, kind, metadata, ...rest };
+}
+
+export function image(v: Dict, path: string, tagDefault: string): string {
+  const i = dict(v, path);
+  return `${i.registry}/${i.repository}:${str(i, 'tag', tagDefault)}`;
+}
+
+export function secretKeyEnv(name: string, secret: string, key: string): Dict {
+  return { name, valueFrom: { secretKeyRef: { name: secret, key } } };
+}
+
+export function probe(handler: Dict, p: Dict): Dict {
+  return { ...handler, ...p };
 }
