@@ -33,6 +33,9 @@ import { podClock, refreshWorkloads, runningEnv, workloadReady } from './kube-wo
 import { podNodes } from './pods.ts';
 import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts';
 import { DELAY, scaled, type ClusterRef } from './microk8s-state.ts';
+import { CHART as KUBE_PROMETHEUS_STACK, kubePrometheusStackObjects } from './chart-kube-prometheus-stack.ts';
+import { reconcileOperator } from './prometheus-operator.ts';
+import { tickPrometheus } from './prometheus.ts';
 
 const SOURCE = 'source.toolkit.fluxcd.io';
 const KUSTOMIZE = 'kustomize.toolkit.fluxcd.io';
@@ -521,75 +524,32 @@ function helmLabels(hr: KubeObject): Record<string, string> {
   return { 'app.kubernetes.io/managed-by': 'Helm', 'helm.toolkit.fluxcd.io/name': hr.metadata.name, 'helm.toolkit.fluxcd.io/namespace': hr.metadata.namespace ?? '' };
 }
 
-const PROMETHEUS_OPERATOR_CRDS: [string, string][] = [
-  ['Alertmanager', 'alertmanagers'],
-  ['AlertmanagerConfig', 'alertmanagerconfigs'],
-  ['PodMonitor', 'podmonitors'],
-  ['Probe', 'probes'],
-  ['Prometheus', 'prometheuses'],
-  ['PrometheusAgent', 'prometheusagents'],
-  ['PrometheusRule', 'prometheusrules'],
-  ['ScrapeConfig', 'scrapeconfigs'],
-  ['ServiceMonitor', 'servicemonitors'],
-  ['ThanosRuler', 'thanosrulers'],
-];
-
-function workload(kind: 'Deployment' | 'StatefulSet' | 'DaemonSet', name: string, ns: string, labels: Record<string, string>, env: Dict[] = []): KubeObject {
+function workload(name: string, ns: string, labels: Record<string, string>): KubeObject {
   return {
     apiVersion: 'apps/v1',
-    kind,
+    kind: 'Deployment',
     metadata: { name, namespace: ns, labels },
     spec: {
-      ...(kind === 'DaemonSet' ? {} : { replicas: 1 }),
+      replicas: 1,
       selector: { matchLabels: { 'app.kubernetes.io/instance': labels['app.kubernetes.io/instance'], 'app.kubernetes.io/name': name } },
-      template: { metadata: { labels: { 'app.kubernetes.io/instance': labels['app.kubernetes.io/instance'], 'app.kubernetes.io/name': name } }, spec: { containers: [{ name, image: 'lab/chart-workload', env }] } },
+      template: { metadata: { labels: { 'app.kubernetes.io/instance': labels['app.kubernetes.io/instance'], 'app.kubernetes.io/name': name } }, spec: { containers: [{ name, image: 'lab/chart-workload' }] } },
     },
   };
 }
 
 /**
- * What installing a chart creates, for the charts the repository uses: kube-prometheus-stack's
- * CRDs (install.crds defaults to Create) and its workloads, named by the chart's fullname helper;
- * any other chart one Deployment named after the release.
+ * What installing a chart creates: kube-prometheus-stack's objects with the release's values
+ * (chart-kube-prometheus-stack.ts; its CRDs unless install.crds is Skip); any other chart one
+ * Deployment named after the release.
  */
 function chartObjects(hr: KubeObject, chart: Chart, release: string, ns: string): KubeObject[] {
   const labels = { ...helmLabels(hr), 'app.kubernetes.io/instance': release };
   const s = spec(hr);
-  if (chart.name === 'kube-prometheus-stack') {
-    const full = release.includes(chart.name) ? release : `${release}-${chart.name}`;
-    const values = (s.values ?? {}) as Dict;
-    const admin = (((values.grafana as Dict | undefined)?.admin ?? {}) as Dict) ?? {};
-    const grafanaEnv = admin.existingSecret
-      ? [
-          { name: 'GF_SECURITY_ADMIN_USER', valueFrom: { secretKeyRef: { name: admin.existingSecret, key: admin.userKey ?? 'admin-user' } } },
-          { name: 'GF_SECURITY_ADMIN_PASSWORD', valueFrom: { secretKeyRef: { name: admin.existingSecret, key: admin.passwordKey ?? 'admin-password' } } },
-        ]
-      : [];
+  if (chart.name === KUBE_PROMETHEUS_STACK) {
     const crdPolicy = ((s.install as Dict | undefined)?.crds as string | undefined) ?? 'Create';
-    const crds: KubeObject[] =
-      crdPolicy === 'Skip'
-        ? []
-        : PROMETHEUS_OPERATOR_CRDS.map(([kind, plural]) => ({
-            apiVersion: 'apiextensions.k8s.io/v1',
-            kind: 'CustomResourceDefinition',
-            metadata: { name: `${plural}.monitoring.coreos.com` },
-            spec: {
-              group: 'monitoring.coreos.com',
-              names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase() },
-              scope: 'Namespaced',
-              versions: [{ name: kind === 'AlertmanagerConfig' || kind === 'ScrapeConfig' || kind === 'PrometheusAgent' ? 'v1alpha1' : 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
-            },
-          }));
-    return [
-      ...crds,
-      workload('Deployment', `${full}-grafana`.replace(`${chart.name}-${chart.name}`, chart.name), ns, labels, grafanaEnv),
-      workload('Deployment', `${full}-operator`, ns, labels),
-      workload('Deployment', `${full}-kube-state-metrics`, ns, labels),
-      workload('DaemonSet', `${full}-prometheus-node-exporter`, ns, labels),
-      workload('StatefulSet', `prometheus-${full}-prometheus`, ns, labels),
-    ];
+    return kubePrometheusStackObjects({ release, namespace: ns, values: (s.values ?? {}) as Dict, owner: helmLabels(hr), crds: crdPolicy !== 'Skip' });
   }
-  return [workload('Deployment', release, ns, labels)];
+  return [workload(release, ns, labels)];
 }
 
 function valuesError(env: Env, hr: KubeObject): string | null {
@@ -645,10 +605,20 @@ function reconcileHelmRelease(env: Env, key: string, hr: KubeObject): void {
     applyObject(env.store, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: releaseNs } }, { verb: 'apply', now: env.now });
     env.changed = true;
   }
-  for (const o of objects) {
-    const r = applyObject(env.store, { ...o, metadata: { ...o.metadata, annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': releaseNs } } }, { verb: 'apply', now: env.now });
+  const install = (o: KubeObject) => {
+    const annotations = { ...o.metadata.annotations, 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': releaseNs };
+    const r = applyObject(env.store, { ...o, metadata: { ...o.metadata, annotations } }, { verb: 'apply', now: env.now });
     if (r.action !== 'unchanged') env.changed = true;
+  };
+  // Helm installs the chart's crds/ first, then maps every other object before creating any
+  // (helm pkg/action/install.go: "unable to build kubernetes objects from release manifest").
+  objects.filter((o) => o.kind === 'CustomResourceDefinition').forEach(install);
+  const unmapped = objects.find((o) => !kindForObject(env.store, o.apiVersion, o.kind));
+  if (unmapped) {
+    const msg = `Helm ${action} failed for release ${releaseNs}/${release} with chart ${chart.name}@${chart.version}: unable to build kubernetes objects from release manifest: resource mapping not found for name: "${unmapped.metadata.name}" namespace: "${unmapped.metadata.namespace ?? ''}" from "": no matches for kind "${unmapped.kind}" in version "${unmapped.apiVersion}"\nensure CRDs are installed first`;
+    return put({ conditions: conditions(env, hr, [['Ready', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg], ['Released', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg]]) });
   }
+  objects.filter((o) => o.kind !== 'CustomResourceDefinition').forEach(install);
   const workloadsReady = objects.filter((o) => groupOf(o.apiVersion) === 'apps').every((o) => healthy(env, o));
   const progressing = `Running '${action}' action with timeout of ${goDuration(timeoutMs)}`;
   if (!workloadsReady || env.now < startedAt + scaled(env.world, DELAY.helmInstall)) {
@@ -780,7 +750,11 @@ async function settleOnce(world: World, ref: ClusterRef): Promise<void> {
       if (!env.changed) break;
     }
   }
+  if (reconcileOperator(world, ref, env.now)) refresh(env);
   syncConnectors(env);
+  // Prometheus scrapes and evaluates on its own clock; the lab lets it catch up whenever kubectl
+  // touches the cluster, so `for:` durations count from when a condition was first seen.
+  tickPrometheus(world, ref, env.now);
 }
 
 const settling = new Map<string, Promise<void>>();

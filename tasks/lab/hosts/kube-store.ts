@@ -35,6 +35,8 @@ export interface KubeStore {
   /** Requests made to pods from outside the kubelet (a page load), by `namespace/pod`: a request
    *  that kills the program shows in the pod's restarts (pod-requests.ts). */
   requests?: Record<string, { at: number; path: string; port: number; host: string }[]>;
+  /** What each Prometheus server keeps between evaluations (prometheus.ts). */
+  prometheus?: Record<string, unknown>;
 }
 
 export interface KindInfo {

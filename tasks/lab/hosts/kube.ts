@@ -35,13 +35,14 @@ import { podLogs, withNetworkLogs } from './kube-logs.ts';
 import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
+import { rawGet } from './kube-raw.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
 
 const VALUED = new Set([
   '-n', '--namespace', '-o', '--output', '-f', '--filename', '-l', '--selector', '--field-manager', '--for', '--timeout',
   '--type', '--from-literal', '--from-file', '--from-env-file', '--kubeconfig', '--context', '--request-timeout',
-  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail',
+  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail', '--raw',
 ]);
 
 interface Args {
@@ -348,7 +349,19 @@ function findOne(ctx: Ctx, kind: KindInfo, name: string): KubeObject | undefined
   return getObject(ctx.store, kind, ctx.namespace, name);
 }
 
+/** `kubectl get --raw PATH` (kubectl pkg/cmd/get/get.go RawGet): the body as the server sent it,
+ *  an error as the API error it is (kube-raw.ts). */
+async function getRaw(ctx: Ctx, a: Args, path: string): Promise<CommandResult> {
+  if (a.pos.length) return { stdout: '', stderr: 'error: arguments may not be passed when --raw is specified\n', exitCode: 1 };
+  await settle(ctx.inv.world, ctx.ref);
+  const r = rawGet(ctx.inv.world, ctx.ref, ctx.inv.host, path);
+  saveCluster(ctx.inv.world, ctx.inv.host, ctx.ref);
+  return r.ok ? { stdout: r.body, stderr: '', exitCode: 0 } : { stdout: '', stderr: `Error from server (${r.reason}): ${r.message}\n`, exitCode: 1 };
+}
+
 async function get(ctx: Ctx, a: Args): Promise<CommandResult> {
+  const raw = flag(a, '--raw');
+  if (raw !== undefined) return getRaw(ctx, a, raw);
   const out = new Out();
   const ts = targets(ctx, a.pos);
   if (typeof ts === 'string') return out.fail(ts);

@@ -12,6 +12,7 @@
 // - A named port is resolved against the container ports of the pod the traffic goes to: the
 //   selected pod for ingress, the destination pod for egress (a node or an outside address has
 //   none, so it never matches a named port).
+import { selects as labelSelects, type LabelSelector } from './label-selector.ts';
 import { networkContains } from '../../lib/ufw.ts';
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import type { LabPod } from './pods.ts';
@@ -39,23 +40,11 @@ export interface PolicyVerdict {
   why?: string;
 }
 
-interface Selector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: { key: string; operator: string; values?: string[] }[];
-}
+type Selector = LabelSelector;
 
-/** apimachinery's LabelSelector: every matchLabels pair and every expression must hold; {} selects all. */
+/** apimachinery's LabelSelector as a NetworkPolicy peer uses it: an absent selector (like {}) selects all. */
 export function selects(sel: Selector | undefined, labels: Record<string, string>): boolean {
-  if (!sel) return true;
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of sel.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-    const inValues = has && (e.values ?? []).includes(labels[e.key]);
-    const ok =
-      e.operator === 'In' ? inValues : e.operator === 'NotIn' ? !inValues : e.operator === 'Exists' ? has : e.operator === 'DoesNotExist' ? !has : false;
-    if (!ok) return false;
-  }
-  return true;
+  return !sel || labelSelects(sel, labels);
 }
 
 /** The container ports of a pod, which named ports resolve against. */

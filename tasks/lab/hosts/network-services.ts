@@ -1,16 +1,10 @@
-// A Service's endpoints, as the EndpointSlice controller would list them from the lab's pods: the
-// pods of the Service's namespace its selector picks, each on the Service port's targetPort — a
-// number, or a name looked up in the pod's container ports with the same protocol; a pod without
-// that name is left out for that port (kubernetes/kubernetes pkg/api/v1/pod/util.go FindPort, and
-// pkg/controller/endpointslice's reconciler skipping a pod whose FindPort fails). Ready is the pod's
-// Ready condition; traffic goes only to ready endpoints unless publishNotReadyAddresses.
-// A Service without a selector has the endpoints someone wrote: its Endpoints object. The
-// `kubernetes` Service is the API servers': every control plane whose API answers, on its address
-// and MicroK8s' secure port 16443 (kube-apiserver's lease endpoint reconciler; reference/outcomes.md).
+// A Service as the network model meets it: a flow to `namespace/name` on one of its ports goes to
+// one of that port's endpoints (Calico translates the Service before policy). The endpoints
+// themselves are service-endpoints.ts's, as the endpoints controller publishes them.
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import type { LabPod, NodeNet } from './pods.ts';
 import type { Proto } from './network.ts';
-import { containerPorts, selects } from './network-policy.ts';
+import { serviceEndpoints as allEndpoints, type EndpointNodes } from './service-endpoints.ts';
 
 type Dict = Record<string, unknown>;
 
@@ -48,32 +42,9 @@ export function servicePort(service: KubeObject, port: number | string, proto: P
   return ports.find((p) => (typeof port === 'string' ? p.name === port : p.port === port && (p.protocol ?? 'TCP') === proto)) ?? null;
 }
 
-function targetOf(sp: ServicePort, pod: LabPod): number | null {
-  const t = sp.targetPort ?? sp.port;
-  if (typeof t === 'number') return t;
-  if (/^\d+$/.test(t)) return Number(t);
-  const proto = sp.protocol ?? 'TCP';
-  return containerPorts(pod).find((c) => c.name === t && (c.protocol ?? 'TCP') === proto)?.containerPort ?? null;
-}
-
-function writtenEndpoints(store: KubeStore, namespace: string, name: string, sp: ServicePort, pods: LabPod[]): ServiceEndpoint[] {
-  const ep = store.objects[`/Endpoints/${namespace}/${name}`];
-  const subsets = ((ep as Dict | undefined)?.subsets as Dict[] | undefined) ?? [];
-  const out: ServiceEndpoint[] = [];
-  for (const s of subsets) {
-    const port = ((s.ports as ServicePort[] | undefined) ?? []).find((p) => (sp.name ? p.name === sp.name : true));
-    if (!port) continue;
-    const add = (list: unknown, ready: boolean) => {
-      for (const a of (list as { ip: string }[] | undefined) ?? []) out.push({ pod: pods.find((p) => p.ip === a.ip && !p.hostNetwork) ?? null, ip: a.ip, port: port.port, ready });
-    };
-    add(s.addresses, true);
-    add(s.notReadyAddresses, false);
-  }
-  return out;
-}
-
 /**
- * The endpoints of Service `namespace/name` on its port `port` (number or name), ready or not.
+ * The endpoints of Service `namespace/name` on its port `port` (number or name), ready or not:
+ * service-endpoints.ts lists them all, this picks the port asked for.
  * `nets` are the cluster's members with whether each API server answers (the `kubernetes` Service).
  */
 export function serviceEndpoints(
@@ -88,17 +59,12 @@ export function serviceEndpoints(
   const service = findService(store, namespace, name);
   const sp = service && servicePort(service, port, proto);
   if (!service || !sp) return { service, servicePort: sp ?? null, endpoints: [] };
-  if (namespace === 'default' && name === 'kubernetes') {
-    const endpoints = nets.filter((n) => n.role === 'control-plane' && n.apiUp).map((n) => ({ pod: null, ip: n.address, port: API_SERVER_PORT, ready: true }));
-    return { service, servicePort: sp, endpoints };
-  }
-  const selector = ((service.spec ?? {}) as Dict).selector as Record<string, string> | undefined;
-  if (!selector || !Object.keys(selector).length) return { service, servicePort: sp, endpoints: writtenEndpoints(store, namespace, name, sp, pods) };
-  const endpoints: ServiceEndpoint[] = [];
-  for (const pod of pods) {
-    if (pod.namespace !== namespace || !selects({ matchLabels: selector }, pod.labels) || !pod.ip) continue;
-    const target = targetOf(sp, pod);
-    if (target !== null) endpoints.push({ pod, ip: pod.ip, port: target, ready: pod.ready });
-  }
+  const nodes: EndpointNodes = {
+    members: nets.map((n) => n.host),
+    apiServers: nets.filter((n) => n.role === 'control-plane' && n.apiUp).map((n) => ({ host: n.host, address: n.address })),
+  };
+  const endpoints = allEndpoints(nodes, store, pods, service)
+    .filter((e) => e.port.name === (sp.name ?? '') && e.port.protocol === (sp.protocol ?? 'TCP'))
+    .map((e) => ({ pod: e.address.target.kind === 'Pod' ? e.address.target.pod : null, ip: e.address.ip, port: e.port.port, ready: e.address.ready }));
   return { service, servicePort: sp, endpoints };
 }
