@@ -378,6 +378,57 @@ for (const builder of ['kubectl kustomize', 'yaml parse'] as const) {
   });
 }
 
+test('a path missing from the revision: ArtifactFailed, and the revision is not recorded as attempted', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  const before = (await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system'])).status.lastAttemptedRevision;
+  const sha = s.repo.commit({ 'clusters/lab/apps.yaml': docs(ks('apps', './apps/nope', ['infra-configs'], { wait: true })) }, 'Point apps at a path that is not there');
+  const notReady = await kubectl(s.world, s.node, ['wait', '--for=condition=Ready=false', 'kustomization/apps', '-n', 'flux-system', '--timeout=20s']);
+  assert.is(notReady.exitCode, 0, notReady.stderr);
+  const apps = await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.is(ready(apps).reason, 'ArtifactFailed');
+  assert.match(ready(apps).message, /^kustomization path not found: stat \S+\/apps\/nope: no such file or directory$/);
+  // kustomize-controller records lastAttemptedRevision only once the path is found
+  // (internal/controller/kustomization_controller.go, reconcile: os.Stat, then LastAttemptedRevision).
+  assert.is(apps.status.lastAttemptedRevision, before);
+  assert.is.not(before, `main@sha1:${sha}`);
+});
+
+test('a deleted Kustomization comes back when its parent reconciles: on request, or once its interval has passed', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  const absent = async () => (await kubectl(s.world, s.node, ['get', 'kustomization', 'apps', '-n', 'flux-system', '-o', 'name', '--ignore-not-found'])).stdout === '';
+  const del = await kubectl(s.world, s.node, ['delete', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.is(del.exitCode, 0, del.stderr);
+  // flux-system is Ready at the same revision and its interval (10m0s) has not passed: nothing
+  // puts apps back, however often the cluster is looked at.
+  for (let i = 0; i < 5; i++) {
+    assert.ok(await absent(), 'apps stays deleted before flux-system\'s interval');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // `flux reconcile ks flux-system`: the annotation makes it apply clusters/lab again.
+  const at = new Date().toISOString();
+  await kubectl(s.world, s.node, ['annotate', '--overwrite', 'kustomization/flux-system', '-n', 'flux-system', `reconcile.fluxcd.io/requestedAt=${at}`]);
+  assert.not.ok(await absent(), 'apps is back once flux-system handled the request');
+  await waitReady(s, 'kustomization/apps');
+
+  // With a 1s interval (committed: flux-system applies its own gotk-sync.yaml), the first
+  // reconcile after the interval puts it back unasked.
+  const sha = s.repo.commit({ 'clusters/lab/flux-system/gotk-sync.yaml': gotkSync.replace('interval: 10m0s', 'interval: 1s') }, 'Reconcile every second');
+  const deadline = Date.now() + 20_000;
+  while ((await getJson(s, ['get', 'kustomization', 'flux-system', '-n', 'flux-system'])).spec.interval !== '1s' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await waitReady(s, 'kustomization/apps');
+  assert.is((await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system'])).status.lastAppliedRevision, `main@sha1:${sha}`);
+  assert.is((await kubectl(s.world, s.node, ['delete', 'kustomization', 'apps', '-n', 'flux-system'])).exitCode, 0);
+  assert.ok(await absent(), 'gone right after the delete');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.not.ok(await absent(), 'back after flux-system\'s interval');
+});
+
 test('a missing dependency reports DependencyNotReady', async () => {
   const s = await setup();
   made.push(s.world);

@@ -404,6 +404,7 @@ async function reconcileKustomization(env: Env, key: string, ks: KubeObject): Pr
   const put = (st: Dict) => setStatus(env.store, key, { ...prev, ...st, observedGeneration: ks.metadata.generation });
   const fail = (reason: string, message: string, extra: Dict = {}) =>
     put({ ...extra, conditions: conditions(env, ks, [['Ready', 'False', reason, message]]) });
+  env.store.reconciledAt = { ...env.store.reconciledAt, [key]: env.now };
 
   const src = sourceOf(env, ks);
   if (!src.obj) {
@@ -426,7 +427,9 @@ async function reconcileKustomization(env: Env, key: string, ks: KubeObject): Pr
   if (live.metadata.annotations?.[BUILDER_ANNOTATION] !== result.builder) {
     live.metadata.annotations = { ...live.metadata.annotations, [BUILDER_ANNOTATION]: result.builder };
   }
-  if (!result.ok) return fail(result.reason, result.message, { lastAttemptedRevision: revision });
+  // kustomize-controller records the attempted revision only once the path is found in it
+  // (internal/controller/kustomization_controller.go, reconcile: os.Stat, then LastAttemptedRevision).
+  if (!result.ok) return fail(result.reason, result.message, result.reason === 'ArtifactFailed' ? {} : { lastAttemptedRevision: revision });
 
   const docs = YAML.parseAllDocuments(result.yaml).map((d) => d.toJSON() as KubeObject).filter((d) => d && typeof d === 'object');
   const objects = await substitute(env, ks, docs);
@@ -478,6 +481,11 @@ function prefetchBuilds(env: Env): void {
   }
 }
 
+/** Reconciled on a new generation, while not Ready, on a `reconcile.fluxcd.io/requestedAt` it has
+ *  not handled, on a new source revision, and otherwise every `spec.interval` (kustomize-controller
+ *  requeues a success after the interval: kustomization_controller.go, `RequeueAfter:
+ *  obj.GetRequeueAfter()`): an object deleted by hand stays deleted until then. Intervals are real
+ *  time, never scaled: they are the user's settings, not the lab's delays. */
 function needsReconcile(env: Env, key: string, o: KubeObject): boolean {
   if (!due(env, key) || spec(o).suspend) return false;
   const st = status(o);
@@ -485,6 +493,7 @@ function needsReconcile(env: Env, key: string, o: KubeObject): boolean {
   if (conditionOf(o, 'Ready')?.status !== 'True') return true;
   const requested = o.metadata.annotations?.['reconcile.fluxcd.io/requestedAt'];
   if (requested && requested !== st.lastHandledReconcileAt) return true;
+  if (o.kind === 'Kustomization' && env.now - (env.store.reconciledAt?.[key] ?? 0) >= duration(spec(o).interval, 600_000)) return true;
   const revision = o.kind === 'Kustomization' ? sourceArtifactRevision(env, o) : undefined;
   return o.kind === 'Kustomization' && revision !== st.lastAppliedRevision;
 }

@@ -32,6 +32,9 @@ export interface KubeStore {
    *  read then (values base64, as Secret data is kept). Running pods keep it whatever happens to
    *  their Secrets since, until a new template (a rollout) replaces them. */
   running?: Record<string, { template: string; env: Record<string, string> }>;
+  /** When the lab's Flux last reconciled each of its objects (epoch ms): the next reconcile of a
+   *  Ready one is due `spec.interval` later. */
+  reconciledAt?: Record<string, number>;
 }
 
 export interface KindInfo {
