@@ -8,16 +8,21 @@
 // flux-system Secret (its private half is never read).
 // What I compare: the branch with the render (owned files only; an edit on GitHub is drift), the
 // controllers' images with the manifest's, the Secret's key with the deploy keys titled
-// `flux-system-<cluster>`, the sync objects with gotk-sync.yaml, and every Kustomization's
-// readiness at the branch head.
+// `flux-system-<cluster>`, the sync objects with gotk-sync.yaml, the Flux objects the repository
+// declares with those in the cluster (one deleted by hand stays gone until its parent's interval),
+// and every Kustomization's readiness at the branch head.
 // What I change, in order: one commit (the repository created if missing), the components, the
 // key (the private key goes from memory to the cluster Secret on stdin, nowhere else), the sync
-// objects; then I ask Flux to reconcile and wait, bounded, for everything to be Ready.
+// objects; then I ask Flux to reconcile (flux-system, and the Kustomizations whose objects are
+// missing) and wait, bounded, for everything to be Ready. A failure Flux cannot get past at this
+// revision (a path not in it, a build error, a release it gave up on) fails the wait when seen
+// twice, rather than being waited out.
 import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, ReadContext, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
 import { applyObjects, kubeFailure, listJson, parseList, secretObject, type KubeObject } from './lib/kube.ts';
+import { DECLARED_KINDS, declaredFluxObjects, type DeclaredObject } from './lib/flux-declared.ts';
 import {
   GITHUB_KNOWN_HOSTS,
   componentImages,
@@ -67,6 +72,7 @@ export type FluxChange = Change & { desired: Desired } & (
     | { kind: 'components' }
     | { kind: 'key'; regenerate: boolean }
     | { kind: 'sync' }
+    | { kind: 'missing'; object: DeclaredObject }
     | { kind: 'ready' }
   );
 
@@ -82,14 +88,26 @@ const repoName = (inv: Inventory) => `${inv.flux.github.owner}/${inv.flux.github
 
 // ---- what I look at ---------------------------------------------------------------------------------
 
+/** `Kind namespace name` of every Flux object of the kinds a repository declares, all namespaces. */
+const fluxObjects = sh`microk8s kubectl get ${Object.values(DECLARED_KINDS).join(',')} -A -o ${'jsonpath={range .items[*]}{.kind}{" "}{.metadata.namespace}{" "}{.metadata.name}{"\\n"}{end}'}`;
+
 function probe() {
   return {
     // Only the public half: `identity` never leaves the cluster.
     secret: sh`microk8s kubectl get secret flux-system -n ${NS} --ignore-not-found -o ${'jsonpath={.metadata.name}{" "}{.data.identity\\.pub}'}`,
     deployments: listJson('deployments', NS),
     flux: listJson(FLUX_KINDS, NS),
+    objects: fluxObjects,
   };
 }
+
+/** What `fluxObjects` printed, as `Kind/namespace/name` keys; null when it cannot tell. */
+function parseObjects(out: ProbeOutput | undefined): Set<string> | null {
+  if (!out || out.exitCode !== 0) return null;
+  return new Set(out.stdout.split('\n').filter((l) => l.trim()).map((l) => l.trim().split(/\s+/).join('/')));
+}
+
+const objectKey = (o: { kind: string; namespace: string; name: string }) => `${o.kind}/${o.namespace}/${o.name}`;
 
 async function read(ctx: ReadContext, opts: BootstrapFluxOptions): Promise<FluxRead> {
   const inv = ctx.inventory;
@@ -214,11 +232,29 @@ function clusterChanges(facts: Facts<FluxRead>, inv: Inventory, desired: Desired
   }
   if (diffs.length) out.push({ kind: 'sync', summary: `flux sync (gotk-sync.yaml): ${diffs.join('; ')}`, desired });
 
-  // Readiness at the branch head, once everything above is in place.
+  // Once everything above is in place: the objects Flux applied at the head still there, and
+  // readiness at the head.
   if (out.length === 0 && !published && desired.head) {
-    for (const line of syncState(items, `${inv.flux.github.branch}@sha1:${desired.head}`).pending) out.push({ kind: 'ready', summary: line, desired });
+    const revision = `${inv.flux.github.branch}@sha1:${desired.head}`;
+    const present = parseObjects(facts.probe.objects);
+    for (const object of present ? missingObjects(declaredFluxObjects(r.files, r.syncPath), items, present, revision) : []) {
+      const summary = `${object.kind} ${object.namespace}/${object.name}: in the repository (${object.file}), missing from the cluster -> Flux asked to reconcile Kustomization ${object.owner}, which applies it`;
+      out.push({ kind: 'missing', object, summary, desired });
+    }
+    for (const line of syncState(items, revision).pending) out.push({ kind: 'ready', summary: line, desired });
   }
   return out;
+}
+
+/**
+ * The declared objects that are not in the cluster although the Kustomization applying them has
+ * applied `revision`: deleted since. (One whose Kustomization has not applied it yet is on its
+ * way, and the readiness lines say so.)
+ */
+function missingObjects(declared: DeclaredObject[], fluxSystem: KubeObject[], present: Set<string>, revision: string): DeclaredObject[] {
+  const applied = (owner: string) =>
+    fluxSystem.some((k) => k.kind === 'Kustomization' && k.metadata.name === owner && (k.status as { lastAppliedRevision?: string } | undefined)?.lastAppliedRevision === revision);
+  return declared.filter((d) => !present.has(objectKey(d)) && applied(d.owner));
 }
 
 function check(facts: Facts<FluxRead>, inv: Inventory): FluxChange[] {
@@ -237,29 +273,51 @@ function check(facts: Facts<FluxRead>, inv: Inventory): FluxChange[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Flux's own way to say "now" (flux reconcile: annotation reconcile.fluxcd.io/requestedAt). */
-async function requestReconcile(ctx: ApplyContext): Promise<void> {
+/** Flux's own way to say "now" (`flux reconcile`: the annotation reconcile.fluxcd.io/requestedAt),
+ *  on the source, flux-system, and the Kustomizations named. */
+async function requestReconcile(ctx: ApplyContext, kustomizations: string[]): Promise<void> {
+  const names = [...new Set(['flux-system', ...kustomizations])].map((n) => `kustomizations.kustomize.toolkit.fluxcd.io/${n}`);
   await ctx.run(
-    sh`microk8s kubectl annotate --overwrite -n ${NS} gitrepositories.source.toolkit.fluxcd.io/flux-system kustomizations.kustomize.toolkit.fluxcd.io/flux-system ${`reconcile.fluxcd.io/requestedAt=${new Date().toISOString()}`}`,
+    sh`microk8s kubectl annotate --overwrite -n ${NS} gitrepositories.source.toolkit.fluxcd.io/flux-system ${names} ${`reconcile.fluxcd.io/requestedAt=${new Date().toISOString()}`}`,
     { sudo: true },
   );
 }
 
-async function waitForFlux(ctx: ApplyContext, revision: string, timeoutMs: number): Promise<void> {
+/**
+ * Wait, bounded, until Flux is Ready at `revision` with every object the repository declares in
+ * place. A failure that will not pass at this revision (syncState's `terminal`) fails the wait the
+ * second time it is seen: once could be a status written just before the source moved.
+ */
+async function waitForFlux(ctx: ApplyContext, revision: string, timeoutMs: number, declared: DeclaredObject[]): Promise<void> {
   const t0 = Date.now();
   let delay = 250;
+  const seen = new Map<string, number>();
   for (;;) {
     const res = await ctx.run(listJson(FLUX_KINDS, NS), { sudo: true });
     const list = parseList({ stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode });
-    const state = syncState(list.state === 'found' ? list.object : [], revision);
-    if (state.pending.length === 0) return;
-    if (state.stuck.length) throw new UserError(`Flux cannot apply ${revision}:\n  ${state.stuck.join('\n  ')}`);
+    const items = list.state === 'found' ? list.object : [];
+    const state = syncState(items, revision);
+    const objects = await ctx.run(fluxObjects, { sudo: true, allowExit: [1] });
+    const present = parseObjects({ stdout: objects.stdout, stderr: objects.stderr, exitCode: objects.exitCode });
+    const pending = [
+      ...state.pending,
+      ...(present ? missingObjects(declared, items, present, revision) : []).map((o) => `${o.kind} ${o.namespace}/${o.name}: not back yet (Kustomization ${o.owner} is asked to reconcile)`),
+    ];
+    if (pending.length === 0) return;
+    for (const t of state.terminal) seen.set(t.key, (seen.get(t.key) ?? 0) + 1);
+    const stuck = state.terminal.filter((t) => (seen.get(t.key) ?? 0) >= 2).map((t) => t.line);
+    if (stuck.length) {
+      throw new UserError(
+        `Flux cannot apply ${revision}, and waiting will not change that (it retries nothing of this at this revision):\n  ${stuck.join('\n  ')}\n` +
+          `Fix the repository (the templates, or what was edited on GitHub), then run again.`,
+      );
+    }
     const s = Math.round((Date.now() - t0) / 1000);
     if (Date.now() - t0 >= timeoutMs) {
-      throw new UserError(`Flux was not Ready at ${revision} after ${s}s:\n  ${state.pending.join('\n  ')}`);
+      throw new UserError(`Flux was not Ready at ${revision} after ${s}s:\n  ${pending.join('\n  ')}`);
     }
-    const more = state.pending.length > 1 ? ` (+${state.pending.length - 1} more)` : '';
-    ctx.progress(`waiting for Flux (${s}s): ${state.pending[0]}${more}`);
+    const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
+    ctx.progress(`waiting for Flux (${s}s): ${pending[0]}${more}`);
     await sleep(delay);
     delay = Math.min(delay * 2, 2000);
   }
@@ -300,8 +358,10 @@ async function apply(ctx: ApplyContext, changes: FluxChange[], opts: BootstrapFl
     await applyObjects(ctx, docsOf(r.files.get(r.syncPath)));
   }
   if (!head) throw new UserError(`${repoName(inv)}@${inv.flux.github.branch} has no commit to sync to`);
-  await requestReconcile(ctx);
-  await waitForFlux(ctx, `${inv.flux.github.branch}@sha1:${head}`, opts.waitTimeoutMs ?? 10 * 60_000);
+  const missing = changes.flatMap((x) => (x.kind === 'missing' ? [x.object] : []));
+  for (const o of missing) ctx.progress(`asking Flux to reconcile Kustomization ${o.owner}, which applies ${o.kind} ${o.namespace}/${o.name}`);
+  await requestReconcile(ctx, missing.map((o) => o.owner));
+  await waitForFlux(ctx, `${inv.flux.github.branch}@sha1:${head}`, opts.waitTimeoutMs ?? 10 * 60_000, declaredFluxObjects(r.files, r.syncPath));
 }
 
 export function bootstrapFlux(opts: BootstrapFluxOptions = {}): Task<FluxChange, FluxRead> {

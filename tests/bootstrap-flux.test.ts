@@ -384,12 +384,52 @@ checks('a Kustomization held back by a dependency names the cause', () => {
   );
 });
 
-checks('the cluster behind the branch head, and a build failure of the head: waiting vs stuck', () => {
+checks('the cluster behind the branch head, and a build failure of the head: waiting vs terminal', () => {
   const behind = syncState([gitRepository({ ...ready('main@sha1:' + 'b'.repeat(40)), artifact: { revision: 'main@sha1:' + 'b'.repeat(40) } })], REV);
   assert.equal(behind.pending, ['GitRepository flux-system: at main@sha1:bbbbbbb, waiting for main@sha1:aaaaaaa', 'no Kustomization in flux-system yet']);
-  assert.equal(behind.stuck, []);
+  assert.equal(behind.terminal, []);
   const broken = syncState([gitRepository(), ks('apps', notReady('BuildFailed', 'kustomize build failed: accumulating resources'))], REV);
-  assert.equal(broken.stuck, ['Kustomization apps: not Ready (BuildFailed: kustomize build failed: accumulating resources)']);
+  assert.equal(broken.terminal, [{ key: 'Kustomization apps BuildFailed', line: 'Kustomization apps: not Ready (BuildFailed: kustomize build failed: accumulating resources)' }]);
+});
+
+checks('terminal at this revision: what the controllers stop retrying; the rest is waited for', () => {
+  const OLD = 'main@sha1:' + 'b'.repeat(40);
+  const stalled = (reason: string, message: string) => ({ type: 'Stalled', status: 'True', reason, message });
+  const terminalOf = (k: KubeObject, source = gitRepository()) => syncState([source, k], REV).terminal.map((t) => t.key);
+  // kustomize-controller: a path missing from the artifact (lastAttemptedRevision not recorded yet).
+  const noPath = ks('apps', notReady('ArtifactFailed', 'kustomization path not found: stat /tmp/kustomization-1617251421/apps/nope: no such file or directory'));
+  (noPath.status as Record<string, unknown>).lastAttemptedRevision = OLD;
+  assert.equal(terminalOf(noPath), ['Kustomization apps ArtifactFailed']);
+  // ... but not while the source is still at another revision: the new one may have the path.
+  assert.equal(terminalOf(noPath, gitRepository({ ...ready(OLD), artifact: { revision: OLD } })), []);
+  // A build that failed at an older revision is not this revision's failure.
+  const oldBuild = ks('apps', notReady('BuildFailed', 'kustomize build failed: x'));
+  (oldBuild.status as Record<string, unknown>).lastAttemptedRevision = OLD;
+  assert.equal(terminalOf(oldBuild), []);
+  // fluxcd/pkg ssa fail-fast: a waited-for object stalled (helm-controller gave up on a release).
+  assert.equal(
+    terminalOf(ks('monitoring-controllers', notReady('HealthCheckFailed', "failed early due to stalled resources: [HelmRelease/monitoring/kube-prometheus-stack status: 'Failed']"))),
+    ['Kustomization monitoring-controllers HealthCheckFailed'],
+  );
+  const stalledKs = ks('apps', notReady('InvalidCELExpression', 'terminal error: x'));
+  (stalledKs.status as { conditions: unknown[] }).conditions.push(stalled('InvalidCELExpression', 'terminal error: x'));
+  assert.equal(terminalOf(stalledKs), ['Kustomization apps Stalled (InvalidCELExpression: terminal error: x)']);
+  // Waited for: dependencies, progress, a health check timing out (retried every retryInterval),
+  // a source not fetched yet.
+  for (const [reason, message] of [
+    ['DependencyNotReady', "dependency 'flux-system/monitoring-configs' is not ready"],
+    ['Progressing', 'Reconciliation in progress'],
+    ['ProgressingWithRetry', 'retrying after 1m0s'],
+    ['HealthCheckFailed', "timeout waiting for: [Deployment/cloudflared/cloudflared status: 'InProgress']"],
+    ['ArtifactFailed', 'Source artifact not found, retrying in 30s'],
+    ['ReconciliationFailed', 'Namespace/x dry-run failed: no matches for kind "X" in version "v1"'],
+  ]) {
+    assert.equal(terminalOf(ks('apps', notReady(reason, message))), [], reason);
+  }
+  // A status about an older generation says nothing yet.
+  const stale = ks('apps', notReady('BuildFailed', 'kustomize build failed: x'));
+  stale.metadata.generation = 2;
+  assert.equal(terminalOf(stale), []);
 });
 
 checks('the cluster unreachable: one change saying why', () => {
