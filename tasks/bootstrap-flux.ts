@@ -28,6 +28,7 @@ import {
   componentImages,
   deployKeyTitle,
   generateDeployKey,
+  githubRepoOfUrl,
   installManifest,
   keyIdentity,
   syncState,
@@ -35,13 +36,17 @@ import {
 import {
   commitMessage,
   deployKeyDrift,
+  DeployKeyInUse,
   listDeployKeys,
   planPublish,
   publish,
+  readDeployKeys,
   readRepo,
+  removeDeployKeys,
   syncDeployKey,
   type DeployKey,
   type RepoCoords,
+  type RepoKeys,
   type RepoSnapshot,
 } from './lib/github.ts';
 import YAML from 'yaml';
@@ -57,7 +62,12 @@ export interface FluxRead {
   repo: RepoSnapshot;
   /** null when the repository does not exist yet. */
   keys: DeployKey[] | null;
+  /** The GitHub repository Flux follows now, when it is not the inventory's: a move under way. */
+  previous?: Previous;
 }
+
+/** Where the repository moves from, and what of ours is there. */
+export type Previous = RepoCoords & RepoKeys;
 
 /** What apply needs beyond the change lines: the render, and what the facts said. */
 interface Desired {
@@ -71,6 +81,7 @@ export type FluxChange = Change & { desired: Desired } & (
     | { kind: 'unreachable'; why: string }
     | { kind: 'components' }
     | { kind: 'key'; regenerate: boolean }
+    | { kind: 'old-repo'; from: RepoCoords; remove: DeployKey[] }
     | { kind: 'sync' }
     | { kind: 'missing'; object: DeclaredObject }
     | { kind: 'ready' }
@@ -111,6 +122,9 @@ const objectKey = (o: { kind: string; namespace: string; name: string }) => `${o
 
 async function read(ctx: ReadContext, opts: BootstrapFluxOptions): Promise<FluxRead> {
   const inv = ctx.inventory;
+  // The same listing as the probe's (run once): asked before the first await, it rides along.
+  const cluster = ctx.probe({ flux: listJson(FLUX_KINDS, NS) });
+  cluster.catch(() => undefined);
   const { renderAndValidate, fluxComponentsPath } = await import('./lib/render.ts');
   const manifest = await installManifest(inv, ctx.apis.fluxReleasesUrl);
   const componentsPath = fluxComponentsPath(inv);
@@ -121,13 +135,24 @@ async function read(ctx: ReadContext, opts: BootstrapFluxOptions): Promise<FluxR
   const c = coords(inv);
   const repo = await readRepo(octokit, c, rendered.files);
   const keys = repo.state === 'missing' ? null : await listDeployKeys(octokit, c);
+  const from = followed(parseList((await cluster.catch(() => ({}) as Record<string, ProbeOutput>)).flux));
+  const moving = from && !(from.owner.toLowerCase() === c.owner.toLowerCase() && from.repo.toLowerCase() === c.repo.toLowerCase());
+  const previous = moving ? { ...from, branch: c.branch, ...(await readDeployKeys(octokit, { ...from, branch: c.branch })) } : undefined;
   return {
     files: rendered.files,
     componentsPath,
     syncPath: componentsPath.replace(/gotk-components\.yaml$/, 'gotk-sync.yaml'),
     repo,
     keys,
+    ...(previous ? { previous } : {}),
   };
+}
+
+/** The GitHub repository the cluster's GitRepository flux-system follows, if any. */
+function followed(flux: ReturnType<typeof parseList<KubeObject>>): { owner: string; repo: string } | null {
+  if (flux.state !== 'found') return null;
+  const source = flux.object.find((o) => o.kind === 'GitRepository' && o.metadata.name === 'flux-system');
+  return githubRepoOfUrl(String((source?.spec as { url?: string } | undefined)?.url ?? ''));
 }
 
 type SecretKey = { state: 'missing' } | { state: 'no-key' } | { state: 'found'; publicKey: string } | { state: 'error'; why: string };
@@ -206,14 +231,25 @@ function clusterChanges(facts: Facts<FluxRead>, inv: Inventory, desired: Desired
     out.push({ kind: 'components', summary: `flux components (${inv.flux.version}): ${what.join('; ')}`, desired });
   }
 
-  // The key: the Secret's public half must be the one deploy key of its title.
+  // The key: the Secret's public half must be the one deploy key of its title. When the repository
+  // moves, GitHub refuses the key on the new one while it is a deploy key of the old one.
   const title = deployKeyTitle(inv);
+  const prev = r.previous;
+  const from = prev ? `${prev.owner}/${prev.repo}` : '';
+  const clusterKey = secret.state === 'found' ? keyIdentity(secret.publicKey) : null;
+  const ours = prev?.state === 'found' ? prev.keys.filter((k) => k.title === title || (clusterKey !== null && keyIdentity(k.key) === clusterKey)) : [];
   if (secret.state === 'missing' || secret.state === 'no-key') {
     const was = secret.state === 'missing' ? 'missing' : 'has no usable identity.pub';
     out.push({ kind: 'key', regenerate: true, summary: `secret ${NS}/flux-system: ${was} -> new ECDSA P-384 key, added as read-only deploy key ${title}`, desired });
   } else if (secret.state === 'found') {
     const drift = r.keys === null ? ['the repository does not exist yet'] : deployKeyDrift(r.keys, title, secret.publicKey);
-    if (drift.length) out.push({ kind: 'key', regenerate: false, summary: `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> exactly one, the cluster's key`, desired });
+    let summary = `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> exactly one, the cluster's key`;
+    if (ours.some((k) => keyIdentity(k.key) === clusterKey)) {
+      summary = `deploy key ${title}: on ${from}, the repository Flux follows now -> removed there and added to ${repoName(inv)} (GitHub lets one key open one repository)`;
+    } else if (prev?.state === 'unreadable') {
+      summary = `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> the cluster's key, or a new one if GitHub says it is still a deploy key of ${from}, which this token cannot read`;
+    }
+    if (drift.length) out.push({ kind: 'key', regenerate: false, summary, desired });
   }
 
   // The sync objects, as gotk-sync.yaml has them (fields Flux defaults are not compared).
@@ -227,10 +263,25 @@ function clusterChanges(facts: Facts<FluxRead>, inv: Inventory, desired: Desired
     }
     for (const [k, v] of Object.entries((o.spec ?? {}) as Record<string, unknown>)) {
       const now = ((l.spec ?? {}) as Record<string, unknown>)[k];
-      if (!sameValue(now, v)) diffs.push(`${o.kind} ${o.metadata.name} spec.${k}: ${JSON.stringify(now ?? null)} -> ${JSON.stringify(v)}`);
+      if (sameValue(now, v)) continue;
+      if (prev && o.kind === 'GitRepository' && k === 'url') out.push({ kind: 'sync', summary: `flux source: ${String(now)} -> ${String(v)} (GitRepository ${o.metadata.name})`, desired });
+      else diffs.push(`${o.kind} ${o.metadata.name} spec.${k}: ${JSON.stringify(now ?? null)} -> ${JSON.stringify(v)}`);
     }
   }
   if (diffs.length) out.push({ kind: 'sync', summary: `flux sync (gotk-sync.yaml): ${diffs.join('; ')}`, desired });
+
+  // What happens to the repository Flux leaves: nothing, but for our key.
+  if (prev) {
+    const summary =
+      prev.state === 'found'
+        ? ours.length
+          ? `old repository ${from}: left in place and never deleted; homelab removes only its deploy key ${title} from it`
+          : `old repository ${from}: left in place, untouched, never deleted`
+        : prev.state === 'missing'
+          ? `old repository ${from}: not found (deleted, or invisible to this token) -> nothing to do there`
+          : `old repository ${from}: cannot be read (${prev.why}) -> left as it is, any deploy key of ours included`;
+    out.push({ kind: 'old-repo', from: prev, remove: ours, summary, desired });
+  }
 
   // Once everything above is in place: the objects Flux applied at the head still there, and
   // readiness at the head.
@@ -341,17 +392,30 @@ async function apply(ctx: ApplyContext, changes: FluxChange[], opts: BootstrapFl
     ctx.progress(`applying the Flux ${inv.flux.version} components`);
     await applyObjects(ctx, docsOf(r.files.get(r.componentsPath)));
   }
+  const old = changes.find((x) => x.kind === 'old-repo');
+  if (old && old.kind === 'old-repo' && old.remove.length) {
+    ctx.progress(`removing deploy key ${deployKeyTitle(inv)} from the old repository ${old.from.owner}/${old.from.repo} (the repository itself stays)`);
+    await removeDeployKeys(octokit, old.from, old.remove);
+  }
   const key = changes.find((x) => x.kind === 'key');
   if (key && key.kind === 'key') {
-    let pub = publicKey;
-    if (key.regenerate || !pub) {
+    const newKey = async () => {
       ctx.progress(`writing a new deploy key into secret ${NS}/flux-system`);
       const pair = generateDeployKey();
       await applyObjects(ctx, [secretObject(NS, 'flux-system', { identity: pair.privateKey, 'identity.pub': pair.publicKey, known_hosts: GITHUB_KNOWN_HOSTS })]);
-      pub = pair.publicKey;
-    }
+      return pair.publicKey;
+    };
+    const pub = key.regenerate || !publicKey ? await newKey() : publicKey;
     ctx.progress(`deploy key ${deployKeyTitle(inv)} on ${repoName(inv)}`);
-    await syncDeployKey(octokit, c, deployKeyTitle(inv), pub);
+    try {
+      await syncDeployKey(octokit, c, deployKeyTitle(inv), pub);
+    } catch (e) {
+      // Still a deploy key of a repository we could not clean (unreadable, or not the one Flux
+      // followed): the cluster gets a key of its own for the new repository instead.
+      if (!(e instanceof DeployKeyInUse)) throw e;
+      ctx.progress(`the cluster's key is a deploy key of another repository, which GitHub allows only once`);
+      await syncDeployKey(octokit, c, deployKeyTitle(inv), await newKey());
+    }
   }
   if (kinds.has('sync')) {
     ctx.progress('applying gotk-sync.yaml');

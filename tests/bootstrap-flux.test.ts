@@ -367,6 +367,28 @@ checks('a controller at another version, a sync object that drifted', () => {
   ]);
 });
 
+checks('a move from a repository that is gone, or that the token cannot read: what happens there, in words', () => {
+  const w = converged();
+  w.keys = null;
+  const moved = (previous: FluxRead['previous']) => {
+    const f = facts(w);
+    f.read = { ...f.read, repo: { state: 'missing', scopes: 'repo' }, previous };
+    return task.check(f, inv, { host: inv.hosts[0] }).map((c) => c.summary);
+  };
+  const gone = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'missing' });
+  assert.equal(gone.slice(1), [
+    "deploy key flux-system-production on o/r: the repository does not exist yet -> exactly one, the cluster's key",
+    'old repository o/old: not found (deleted, or invisible to this token) -> nothing to do there',
+  ]);
+  const hidden = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'unreadable', why: 'GitHub answered 403 Forbidden' });
+  assert.equal(hidden.slice(1), [
+    "deploy key flux-system-production on o/r: the repository does not exist yet -> the cluster's key, or a new one if GitHub says it is still a deploy key of o/old, which this token cannot read",
+    'old repository o/old: cannot be read (GitHub answered 403 Forbidden) -> left as it is, any deploy key of ours included',
+  ]);
+  const someoneElses = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'found', keys: [{ id: 9, title: 'ci', key: keyIdentity(generateDeployKey().publicKey)!, read_only: true }] });
+  assert.is(someoneElses[2], 'old repository o/old: left in place, untouched, never deleted');
+});
+
 checks('a Kustomization held back by a dependency names the cause', () => {
   const w = converged();
   w.flux = [

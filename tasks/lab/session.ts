@@ -67,6 +67,19 @@ function tunnelIdOf(token: string): string | null {
   }
 }
 
+/**
+ * Who the lab's token belongs to: the inventory's owner when the lab first ran, remembered. An owner
+ * changed since is an organization that person belongs to, as when a homelab's repository moves
+ * from a personal account to an organization with the same token.
+ */
+function labLogin(store: Store, owner: string): string {
+  const data = store.load();
+  if (data.login) return data.login;
+  data.login = owner;
+  store.save(data);
+  return owner;
+}
+
 export async function startLabSession(inventory: Inventory, opts: LabSessionOptions = {}): Promise<LabSession> {
   const dir = path.resolve(opts.dir ?? labDir(inventory));
   fs.mkdirSync(dir, { recursive: true });
@@ -80,8 +93,10 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
 
   const githubDir = path.join(dir, 'github');
   const githubStore = new Store(githubDir);
+  const owner = inventory.flux.github.owner;
+  const login = labLogin(githubStore, owner);
   const [github, cloudflare, fluxReleases] = await Promise.all([
-    startLabGitHub({ dir: githubDir, faults, login: inventory.flux.github.owner }),
+    startLabGitHub({ dir: githubDir, faults, login, orgs: login.toLowerCase() === owner.toLowerCase() ? [] : [owner] }),
     startLabCloudflare({ dir: path.join(dir, 'cloudflare'), faults, zones: [inventory.cluster.domain] }),
     startLabFluxReleases(),
   ]);

@@ -180,6 +180,13 @@ export function generateDeployKey(): DeployKeyPair {
   return { privateKey: pem, publicKey: `ecdsa-sha2-nistp384 ${blob.toString('base64')}\n` };
 }
 
+/** The GitHub repository of a GitRepository URL (`ssh://git@github.com/o/r`, `git@github.com:o/r.git`,
+ *  `https://github.com/o/r`), or null for another host. */
+export function githubRepoOfUrl(url: string): { owner: string; repo: string } | null {
+  const m = /^(?:ssh:\/\/git@|https:\/\/|git@)github\.com[:/]([^/]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url);
+  return m ? { owner: m[1], repo: m[2] } : null;
+}
+
 /** `type base64` of an OpenSSH public key (GitHub drops the comment), or null when it is not one. */
 export function keyIdentity(key: string): string | null {
   const m = /^\s*([a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)/.exec(key);
