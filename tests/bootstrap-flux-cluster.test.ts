@@ -95,37 +95,55 @@ deleted('a HelmRelease deleted: reconciled through the Kustomization that applie
 
 const stuck = suite('bootstrap-flux: a failure Flux will not get past at this revision');
 
-stuck.before(() => {
-  W.w = workdir(singleNode(), 'hl-flux-stuck-');
-});
+/** `run all` on a fresh lab with the templates edited by `edit`, bootstrap-flux waiting 60s at
+ *  most: without the fail-fast, it fails with "was not Ready after 60s" instead of the reason. */
+async function runWith(edit: (templates: string) => void): Promise<{ error: string; waits: string[] }> {
+  const w = workdir(singleNode(), 'hl-flux-stuck-');
+  try {
+    const templates = path.join(w.dir, 'templates');
+    fs.cpSync(path.join(ROOT, 'templates'), templates, { recursive: true });
+    edit(templates);
+    const inv = loadInventory(w.file);
+    const lab = await startLabSession(inv, { env: { LAB_TIME_SCALE: '0' } });
+    const reporter = new RecordingReporter();
+    let result: RunResult;
+    try {
+      const graph = buildGraph(allTasks.map((t) => (t.id === 'bootstrap-flux' ? bootstrapFlux({ templatesDir: templates, waitTimeoutMs: 60_000 }) : t)));
+      result = await labEngine(inv, lab, { graph, reporter });
+    } finally {
+      await lab.close();
+    }
+    const flux = result.tasks.find((t) => t.task === 'bootstrap-flux')!;
+    assert.is(flux.status, 'failed', JSON.stringify(flux));
+    return { error: flux.error!, waits: reporter.events.filter((m) => m.startsWith('progress bootstrap-flux') && m.includes('waiting for Flux')) };
+  } finally {
+    w.remove();
+  }
+}
 
-stuck.after(() => W.w.remove());
+const edit = (file: string, from: string, to: string) => {
+  const text = fs.readFileSync(file, 'utf8');
+  assert.ok(text.includes(from), `${file} has ${from}`);
+  fs.writeFileSync(file, text.replace(from, to));
+};
 
 stuck('a Kustomization path not in the committed tree fails the task with Flux\'s reason, without waiting out the timeout', async () => {
-  const templates = path.join(W.w.dir, 'templates');
-  fs.cpSync(path.join(ROOT, 'templates'), templates, { recursive: true });
-  const apps = path.join(templates, 'clusters/{{cluster.name}}/apps.yaml');
-  fs.writeFileSync(apps, fs.readFileSync(apps, 'utf8').replace('path: ./apps/production', 'path: ./apps/staging'));
-  const inv = loadInventory(W.w.file);
-  const lab = await startLabSession(inv, { env: { LAB_TIME_SCALE: '0' } });
-  const reporter = new RecordingReporter();
-  let result: RunResult;
-  try {
-    // A timeout the test can afford: without the fail-fast the task fails with "was not Ready
-    // after 60s", not with the reason.
-    const graph = buildGraph(allTasks.map((t) => (t.id === 'bootstrap-flux' ? bootstrapFlux({ templatesDir: templates, waitTimeoutMs: 60_000 }) : t)));
-    result = await labEngine(inv, lab, { graph, reporter });
-  } finally {
-    await lab.close();
-  }
-  const flux = result.tasks.find((t) => t.task === 'bootstrap-flux')!;
-  assert.is(flux.status, 'failed', JSON.stringify(flux));
+  const { error, waits } = await runWith((t) => edit(path.join(t, 'clusters/{{cluster.name}}/apps.yaml'), 'path: ./apps/production', 'path: ./apps/staging'));
   assert.match(
-    flux.error!,
+    error,
     /^Flux cannot apply main@sha1:[0-9a-f]{40}, and waiting will not change that \(it retries nothing of this at this revision\):\n {2}Kustomization apps: not Ready \(ArtifactFailed: kustomization path not found: stat \S+\/apps\/staging: no such file or directory\)\nFix the repository/,
   );
-  const waits = reporter.events.filter((m) => m.startsWith('progress bootstrap-flux') && m.includes('waiting for Flux'));
   assert.ok(waits.filter((m) => /kustomization path not found/.test(m)).length <= 2, waits.join('\n'));
+});
+
+stuck('a HelmRelease whose install fails at every retry: Flux gives up, and so does the task, with the reason', async () => {
+  const { error } = await runWith((t) =>
+    edit(path.join(t, 'monitoring/controllers/kube-prometheus-stack/release.yaml.hbs'), 'existingSecret: grafana-admin', 'existingSecret: grafana-admin-typo'),
+  );
+  assert.match(
+    error,
+    /^Flux cannot apply main@sha1:[0-9a-f]{40}, and waiting will not change that .*:\n {2}Kustomization monitoring-controllers: not Ready \(HealthCheckFailed: failed early due to stalled resources: \[HelmRelease\/monitoring\/kube-prometheus-stack status: 'Failed'\]\)\n/,
+  );
 });
 
 deleted.run();

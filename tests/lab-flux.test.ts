@@ -429,6 +429,39 @@ test('a deleted Kustomization comes back when its parent reconciles: on request,
   assert.not.ok(await absent(), 'back after flux-system\'s interval');
 });
 
+test('an install that keeps failing: retried as remediation allows, then Stalled, and a waiting Kustomization fails early', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  // Grafana's admin Secret does not exist: its pods never start, and each install times out.
+  const release = YAML.parse(LAYOUT['apps/base/homepage/release.yaml']) as Record<string, any>;
+  release.metadata.name = 'kube-prometheus-stack';
+  release.spec.chart.spec.chart = 'kube-prometheus-stack';
+  release.spec.timeout = '1s';
+  release.spec.install.remediation.retries = 2;
+  release.spec.values = { grafana: { admin: { existingSecret: 'nope' } } };
+  s.repo.commit({ 'apps/base/homepage/monitoring.yaml': docs(release), 'apps/base/homepage/kustomization.yaml': kustomization(['namespace.yaml', 'repository.yaml', 'release.yaml', 'monitoring.yaml']) }, 'Add a release that cannot start');
+  const deadline = Date.now() + 20_000;
+  while ((await kubectl(s.world, s.node, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage', '-o', 'name', '--ignore-not-found'])).stdout === '' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const stalled = await kubectl(s.world, s.node, ['wait', '--for=condition=Stalled', 'helmrelease/kube-prometheus-stack', '-n', 'homepage', '--timeout=60s']);
+  assert.is(stalled.exitCode, 0, stalled.stderr);
+  const hr = await getJson(s, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage']);
+  const cond = (type: string) => hr.status.conditions.find((c: Record<string, unknown>) => c.type === type);
+  assert.equal([cond('Stalled').reason, cond('Stalled').message], ['RetriesExceeded', 'Failed to install after 3 attempt(s)']);
+  assert.equal([ready(hr).reason, ready(hr).message], ['InstallFailed', 'Helm install failed for release homepage/kube-prometheus-stack with chart kube-prometheus-stack@2.0.0: context deadline exceeded']);
+  assert.equal([hr.status.installFailures, hr.status.failures], [3, 3]);
+  const notReady = await kubectl(s.world, s.node, ['wait', '--for=condition=Ready=false', 'kustomization/apps', '-n', 'flux-system', '--timeout=20s']);
+  assert.is(notReady.exitCode, 0, notReady.stderr);
+  const apps = await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.equal([ready(apps).reason, ready(apps).message], ['HealthCheckFailed', "failed early due to stalled resources: [HelmRelease/homepage/kube-prometheus-stack status: 'Failed']"]);
+  // And it stays so: no further attempt at this generation.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.is((await getJson(s, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage'])).status.installFailures, 3);
+});
+
 test('a missing dependency reports DependencyNotReady', async () => {
   const s = await setup();
   made.push(s.world);

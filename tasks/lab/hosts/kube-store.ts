@@ -35,6 +35,9 @@ export interface KubeStore {
   /** When the lab's Flux last reconciled each of its objects (epoch ms): the next reconcile of a
    *  Ready one is due `spec.interval` later. */
   reconciledAt?: Record<string, number>;
+  /** When the lab's helm-controller started its latest install attempt of each HelmRelease (epoch
+   *  ms), after remediating a failed one. */
+  helmAttemptAt?: Record<string, number>;
 }
 
 export interface KindInfo {
