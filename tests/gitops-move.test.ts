@@ -2,7 +2,8 @@
 // of a converged homelab. GitHub refuses one public key on two repositories, so the cluster's deploy
 // key must leave the old repository before it can open the new one. `check` says so in words,
 // `run` converges, `check` then exits 0, and Flux syncs the new repository; the old one is left in
-// place, untouched but for our deploy key.
+// place, untouched but for our deploy key. A move whose run failed is finished by `run --failed`;
+// a cluster key someone made a deploy key of another repository gets the cluster a new key.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { Octokit } from '@octokit/rest';
@@ -103,8 +104,21 @@ moving('flux.github.owner changed to an organization: the same move across owner
   assert.match(plan.join('\n'), /old repository my-user\/homelab-gitops-v2: left in place and never deleted/);
 });
 
+moving('a move whose run failed (GitHub down): run --failed finishes it', async () => {
+  setRepository('my-org', 'homelab-gitops-v3');
+  const failed = await cli(['run', 'all', '--lab', '--inventory', W.w.file, '--lab-faults', 'github:500=*'], { cwd: W.w.dir });
+  assert.is(failed.code, 1, failed.text());
+  const again = await cli(['run', '--failed', '--lab', '--inventory', W.w.file], { cwd: W.w.dir });
+  assert.is(again.code, 0, again.text());
+  assert.match(again.text(), /removing deploy key flux-system-production from the old repository my-org\/homelab-gitops-v2/);
+  const check = await cli(['check', 'all', '--lab', '--inventory', W.w.file], { cwd: W.w.dir });
+  assert.is(check.code, 0, check.text());
+  const source = await kubectlJson('get gitrepository flux-system -n flux-system');
+  assert.is((source.spec as { url: string }).url, 'ssh://git@github.com/my-org/homelab-gitops-v3');
+});
+
 moving('the cluster\'s key made a deploy key of another repository by hand: run gives the cluster a new key', async () => {
-  const repo = { owner: 'my-org', repo: 'homelab-gitops-v2' };
+  const repo = { owner: 'my-org', repo: 'homelab-gitops-v3' };
   const key = await clusterKey();
   const lab = await startLabSession(loadInventory(W.w.file), { env: { LAB_TIME_SCALE: '0' } });
   try {
@@ -117,13 +131,13 @@ moving('the cluster\'s key made a deploy key of another repository by hand: run 
   }
   const check = await cli(['check', 'bootstrap-flux', '--lab', '--json', '--inventory', W.w.file], { cwd: W.w.dir });
   assert.is(check.code, 2, check.text());
-  assert.equal(check.json().tasks[0].changes, [`deploy key ${TITLE} on my-org/homelab-gitops-v2: no key titled ${TITLE} -> exactly one, the cluster's key`]);
+  assert.equal(check.json().tasks[0].changes, [`deploy key ${TITLE} on my-org/homelab-gitops-v3: no key titled ${TITLE} -> exactly one, the cluster's key`]);
   const run = await cli(['run', 'bootstrap-flux', '--lab', '--inventory', W.w.file], { cwd: W.w.dir });
   assert.is(run.code, 0, run.text());
   assert.match(run.text(), /the cluster's key is a deploy key of another repository, which GitHub allows only once/);
   const fresh = await clusterKey();
   assert.is.not(fresh, key);
-  assert.equal((await labWorld(W.w.dir, 'my-org/homelab-gitops-v2')).repo!.deploy_keys.map((k) => [k.title, keyIdentity(k.key)]), [[TITLE, fresh]]);
+  assert.equal((await labWorld(W.w.dir, 'my-org/homelab-gitops-v3')).repo!.deploy_keys.map((k) => [k.title, keyIdentity(k.key)]), [[TITLE, fresh]]);
   assert.equal((await labWorld(W.w.dir, 'my-user/elsewhere')).repo!.deploy_keys.map((k) => k.title), ['laptop'], 'the other repository is not ours to touch');
   const again = await cli(['check', 'all', '--lab', '--inventory', W.w.file], { cwd: W.w.dir });
   assert.is(again.code, 0, again.text());
