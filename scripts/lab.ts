@@ -1,5 +1,6 @@
 // The lab's command-line face: run a command on a simulated host (to cause drift the way a person
-// would), print the lab's state, forget it, or keep it up for trying things by hand.
+// would), print the lab's state, arm and clear faults, forget it, or keep it up for trying things
+// by hand.
 import '../tasks/lib/node-version.ts'; // first: an older Node stops here with a sentence
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { loadInventory } from '../tasks/lib/inventory.ts';
 import { UserError } from '../tasks/lib/errors.ts';
 import { labDir, startLabSession } from '../tasks/lab/session.ts';
 import { labGitHubState } from '../tasks/lab/github.ts';
+import { Faults, parseFaults } from '../tasks/lab/faults.ts';
 import { quote } from '../tasks/lib/shell.ts';
 
 const HELP = `Usage: npx tsx scripts/lab.ts <command> [--inventory PATH]
@@ -15,6 +17,11 @@ const HELP = `Usage: npx tsx scripts/lab.ts <command> [--inventory PATH]
   exec NODE [--user NAME] -- CMD...   run CMD on simulated host NODE, as the inventory's user
                                       (or NAME); prints its output, exits with its exit code
   state [github|cloudflare|NODE]      print that part of the lab (default: all) as JSON
+  faults [list|arm SPEC|clear [NAME...]]
+                                      the faults armed until cleared: list them (default), arm
+                                      SPEC (e.g. github:500=*) for every later run until met or
+                                      cleared, clear the named ones (default: all). A fault given
+                                      with --lab-faults or LAB_FAULTS lasts only the run it is on.
   reset                               forget the whole lab (.lab/ beside the inventory)
   serve                               keep the lab up and print how to reach it (Ctrl-C stops)
 
@@ -41,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
       fs.rmSync(dir, { recursive: true, force: true });
       console.log(`lab reset: removed ${dir}`);
       return 0;
+    case 'faults':
+      return faultsCommand(new Faults(dir), rest);
     case 'state': {
       const what = rest[0];
       if (what === 'github') {
@@ -93,6 +102,27 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UserError(`unknown lab command "${cmd}"\n${HELP}`);
   }
+}
+
+function faultsCommand(faults: Faults, [sub = 'list', ...args]: string[]): number {
+  const show = (a: Record<string, number | '*'>) => Object.entries(a).map(([k, v]) => `${k}=${v}`);
+  if (sub === 'list') {
+    const armed = show(faults.persistent());
+    console.log(armed.length ? armed.join('\n') : 'no fault armed (faults given with --lab-faults or LAB_FAULTS last only their run)');
+    return 0;
+  }
+  if (sub === 'arm') {
+    if (args.length !== 1) throw new UserError('faults arm needs one SPEC, e.g. faults arm github:500=*,apt:lock=2');
+    faults.arm(parseFaults(args[0]));
+    console.log(`armed until cleared: ${show(faults.persistent()).join(', ')}`);
+    return 0;
+  }
+  if (sub === 'clear') {
+    const removed = faults.clear(args.length ? args : undefined);
+    console.log(removed.length ? `cleared: ${removed.join(', ')}` : 'no fault was armed');
+    return 0;
+  }
+  throw new UserError(`unknown faults command "${sub}": list, arm SPEC, or clear [NAME...]`);
 }
 
 main(process.argv.slice(2)).then(

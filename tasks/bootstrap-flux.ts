@@ -8,21 +8,27 @@
 // flux-system Secret (its private half is never read).
 // What I compare: the branch with the render (owned files only; an edit on GitHub is drift), the
 // controllers' images with the manifest's, the Secret's key with the deploy keys titled
-// `flux-system-<cluster>`, the sync objects with gotk-sync.yaml, and every Kustomization's
-// readiness at the branch head.
+// `flux-system-<cluster>`, the sync objects with gotk-sync.yaml, the Flux objects the repository
+// declares with those in the cluster (one deleted by hand stays gone until its parent's interval),
+// and every Kustomization's readiness at the branch head.
 // What I change, in order: one commit (the repository created if missing), the components, the
 // key (the private key goes from memory to the cluster Secret on stdin, nowhere else), the sync
-// objects; then I ask Flux to reconcile and wait, bounded, for everything to be Ready.
+// objects; then I ask Flux to reconcile (flux-system, and the Kustomizations whose objects are
+// missing) and wait, bounded, for everything to be Ready. A failure Flux cannot get past at this
+// revision (a path not in it, a build error, a release it gave up on) fails the wait when seen
+// twice, rather than being waited out.
 import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, ReadContext, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
 import { applyObjects, kubeFailure, listJson, parseList, secretObject, type KubeObject } from './lib/kube.ts';
+import { DECLARED_KINDS, declaredFluxObjects, type DeclaredObject } from './lib/flux-declared.ts';
 import {
   GITHUB_KNOWN_HOSTS,
   componentImages,
   deployKeyTitle,
   generateDeployKey,
+  githubRepoOfUrl,
   installManifest,
   keyIdentity,
   syncState,
@@ -30,13 +36,17 @@ import {
 import {
   commitMessage,
   deployKeyDrift,
+  DeployKeyInUse,
   listDeployKeys,
   planPublish,
   publish,
+  readDeployKeys,
   readRepo,
+  removeDeployKeys,
   syncDeployKey,
   type DeployKey,
   type RepoCoords,
+  type RepoKeys,
   type RepoSnapshot,
 } from './lib/github.ts';
 import YAML from 'yaml';
@@ -52,7 +62,12 @@ export interface FluxRead {
   repo: RepoSnapshot;
   /** null when the repository does not exist yet. */
   keys: DeployKey[] | null;
+  /** The GitHub repository Flux follows now, when it is not the inventory's: a move under way. */
+  previous?: Previous;
 }
+
+/** Where the repository moves from, and what of ours is there. */
+export type Previous = RepoCoords & RepoKeys;
 
 /** What apply needs beyond the change lines: the render, and what the facts said. */
 interface Desired {
@@ -66,7 +81,9 @@ export type FluxChange = Change & { desired: Desired } & (
     | { kind: 'unreachable'; why: string }
     | { kind: 'components' }
     | { kind: 'key'; regenerate: boolean }
+    | { kind: 'old-repo'; from: RepoCoords; remove: DeployKey[] }
     | { kind: 'sync' }
+    | { kind: 'missing'; object: DeclaredObject }
     | { kind: 'ready' }
   );
 
@@ -82,17 +99,32 @@ const repoName = (inv: Inventory) => `${inv.flux.github.owner}/${inv.flux.github
 
 // ---- what I look at ---------------------------------------------------------------------------------
 
+/** `Kind namespace name` of every Flux object of the kinds a repository declares, all namespaces. */
+const fluxObjects = sh`microk8s kubectl get ${Object.values(DECLARED_KINDS).join(',')} -A -o ${'jsonpath={range .items[*]}{.kind}{" "}{.metadata.namespace}{" "}{.metadata.name}{"\\n"}{end}'}`;
+
 function probe() {
   return {
     // Only the public half: `identity` never leaves the cluster.
     secret: sh`microk8s kubectl get secret flux-system -n ${NS} --ignore-not-found -o ${'jsonpath={.metadata.name}{" "}{.data.identity\\.pub}'}`,
     deployments: listJson('deployments', NS),
     flux: listJson(FLUX_KINDS, NS),
+    objects: fluxObjects,
   };
 }
 
+/** What `fluxObjects` printed, as `Kind/namespace/name` keys; null when it cannot tell. */
+function parseObjects(out: ProbeOutput | undefined): Set<string> | null {
+  if (!out || out.exitCode !== 0) return null;
+  return new Set(out.stdout.split('\n').filter((l) => l.trim()).map((l) => l.trim().split(/\s+/).join('/')));
+}
+
+const objectKey = (o: { kind: string; namespace: string; name: string }) => `${o.kind}/${o.namespace}/${o.name}`;
+
 async function read(ctx: ReadContext, opts: BootstrapFluxOptions): Promise<FluxRead> {
   const inv = ctx.inventory;
+  // The same listing as the probe's (run once): asked before the first await, it rides along.
+  const cluster = ctx.probe({ flux: listJson(FLUX_KINDS, NS) });
+  cluster.catch(() => undefined);
   const { renderAndValidate, fluxComponentsPath } = await import('./lib/render.ts');
   const manifest = await installManifest(inv, ctx.apis.fluxReleasesUrl);
   const componentsPath = fluxComponentsPath(inv);
@@ -103,13 +135,24 @@ async function read(ctx: ReadContext, opts: BootstrapFluxOptions): Promise<FluxR
   const c = coords(inv);
   const repo = await readRepo(octokit, c, rendered.files);
   const keys = repo.state === 'missing' ? null : await listDeployKeys(octokit, c);
+  const from = followed(parseList((await cluster.catch(() => ({}) as Record<string, ProbeOutput>)).flux));
+  const moving = from && !(from.owner.toLowerCase() === c.owner.toLowerCase() && from.repo.toLowerCase() === c.repo.toLowerCase());
+  const previous = moving ? { ...from, branch: c.branch, ...(await readDeployKeys(octokit, { ...from, branch: c.branch })) } : undefined;
   return {
     files: rendered.files,
     componentsPath,
     syncPath: componentsPath.replace(/gotk-components\.yaml$/, 'gotk-sync.yaml'),
     repo,
     keys,
+    ...(previous ? { previous } : {}),
   };
+}
+
+/** The GitHub repository the cluster's GitRepository flux-system follows, if any. */
+function followed(flux: ReturnType<typeof parseList<KubeObject>>): { owner: string; repo: string } | null {
+  if (flux.state !== 'found') return null;
+  const source = flux.object.find((o) => o.kind === 'GitRepository' && o.metadata.name === 'flux-system');
+  return githubRepoOfUrl(String((source?.spec as { url?: string } | undefined)?.url ?? ''));
 }
 
 type SecretKey = { state: 'missing' } | { state: 'no-key' } | { state: 'found'; publicKey: string } | { state: 'error'; why: string };
@@ -188,14 +231,25 @@ function clusterChanges(facts: Facts<FluxRead>, inv: Inventory, desired: Desired
     out.push({ kind: 'components', summary: `flux components (${inv.flux.version}): ${what.join('; ')}`, desired });
   }
 
-  // The key: the Secret's public half must be the one deploy key of its title.
+  // The key: the Secret's public half must be the one deploy key of its title. When the repository
+  // moves, GitHub refuses the key on the new one while it is a deploy key of the old one.
   const title = deployKeyTitle(inv);
+  const prev = r.previous;
+  const from = prev ? `${prev.owner}/${prev.repo}` : '';
+  const clusterKey = secret.state === 'found' ? keyIdentity(secret.publicKey) : null;
+  const ours = prev?.state === 'found' ? prev.keys.filter((k) => k.title === title || (clusterKey !== null && keyIdentity(k.key) === clusterKey)) : [];
   if (secret.state === 'missing' || secret.state === 'no-key') {
     const was = secret.state === 'missing' ? 'missing' : 'has no usable identity.pub';
     out.push({ kind: 'key', regenerate: true, summary: `secret ${NS}/flux-system: ${was} -> new ECDSA P-384 key, added as read-only deploy key ${title}`, desired });
   } else if (secret.state === 'found') {
     const drift = r.keys === null ? ['the repository does not exist yet'] : deployKeyDrift(r.keys, title, secret.publicKey);
-    if (drift.length) out.push({ kind: 'key', regenerate: false, summary: `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> exactly one, the cluster's key`, desired });
+    let summary = `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> exactly one, the cluster's key`;
+    if (ours.some((k) => keyIdentity(k.key) === clusterKey)) {
+      summary = `deploy key ${title}: on ${from}, the repository Flux follows now -> removed there and added to ${repoName(inv)} (GitHub lets one key open one repository)`;
+    } else if (prev?.state === 'unreadable') {
+      summary = `deploy key ${title} on ${repoName(inv)}: ${drift.join('; ')} -> the cluster's key, or a new one if GitHub says it is still a deploy key of ${from}, which this token cannot read`;
+    }
+    if (drift.length) out.push({ kind: 'key', regenerate: false, summary, desired });
   }
 
   // The sync objects, as gotk-sync.yaml has them (fields Flux defaults are not compared).
@@ -209,16 +263,49 @@ function clusterChanges(facts: Facts<FluxRead>, inv: Inventory, desired: Desired
     }
     for (const [k, v] of Object.entries((o.spec ?? {}) as Record<string, unknown>)) {
       const now = ((l.spec ?? {}) as Record<string, unknown>)[k];
-      if (!sameValue(now, v)) diffs.push(`${o.kind} ${o.metadata.name} spec.${k}: ${JSON.stringify(now ?? null)} -> ${JSON.stringify(v)}`);
+      if (sameValue(now, v)) continue;
+      if (prev && o.kind === 'GitRepository' && k === 'url') out.push({ kind: 'sync', summary: `flux source: ${String(now)} -> ${String(v)} (GitRepository ${o.metadata.name})`, desired });
+      else diffs.push(`${o.kind} ${o.metadata.name} spec.${k}: ${JSON.stringify(now ?? null)} -> ${JSON.stringify(v)}`);
     }
   }
   if (diffs.length) out.push({ kind: 'sync', summary: `flux sync (gotk-sync.yaml): ${diffs.join('; ')}`, desired });
 
-  // Readiness at the branch head, once everything above is in place.
+  // What happens to the repository Flux leaves: nothing, but for our key.
+  if (prev) {
+    const summary =
+      prev.state === 'found'
+        ? ours.length
+          ? `old repository ${from}: left in place and never deleted; homelab removes only its deploy key ${title} from it`
+          : `old repository ${from}: left in place, untouched, never deleted`
+        : prev.state === 'missing'
+          ? `old repository ${from}: not found (deleted, or invisible to this token) -> nothing to do there`
+          : `old repository ${from}: cannot be read (${prev.why}) -> left as it is, any deploy key of ours included`;
+    out.push({ kind: 'old-repo', from: prev, remove: ours, summary, desired });
+  }
+
+  // Once everything above is in place: the objects Flux applied at the head still there, and
+  // readiness at the head.
   if (out.length === 0 && !published && desired.head) {
-    for (const line of syncState(items, `${inv.flux.github.branch}@sha1:${desired.head}`).pending) out.push({ kind: 'ready', summary: line, desired });
+    const revision = `${inv.flux.github.branch}@sha1:${desired.head}`;
+    const present = parseObjects(facts.probe.objects);
+    for (const object of present ? missingObjects(declaredFluxObjects(r.files, r.syncPath), items, present, revision) : []) {
+      const summary = `${object.kind} ${object.namespace}/${object.name}: in the repository (${object.file}), missing from the cluster -> Flux asked to reconcile Kustomization ${object.owner}, which applies it`;
+      out.push({ kind: 'missing', object, summary, desired });
+    }
+    for (const line of syncState(items, revision).pending) out.push({ kind: 'ready', summary: line, desired });
   }
   return out;
+}
+
+/**
+ * The declared objects that are not in the cluster although the Kustomization applying them has
+ * applied `revision`: deleted since. (One whose Kustomization has not applied it yet is on its
+ * way, and the readiness lines say so.)
+ */
+function missingObjects(declared: DeclaredObject[], fluxSystem: KubeObject[], present: Set<string>, revision: string): DeclaredObject[] {
+  const applied = (owner: string) =>
+    fluxSystem.some((k) => k.kind === 'Kustomization' && k.metadata.name === owner && (k.status as { lastAppliedRevision?: string } | undefined)?.lastAppliedRevision === revision);
+  return declared.filter((d) => !present.has(objectKey(d)) && applied(d.owner));
 }
 
 function check(facts: Facts<FluxRead>, inv: Inventory): FluxChange[] {
@@ -237,29 +324,51 @@ function check(facts: Facts<FluxRead>, inv: Inventory): FluxChange[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Flux's own way to say "now" (flux reconcile: annotation reconcile.fluxcd.io/requestedAt). */
-async function requestReconcile(ctx: ApplyContext): Promise<void> {
+/** Flux's own way to say "now" (`flux reconcile`: the annotation reconcile.fluxcd.io/requestedAt),
+ *  on the source, flux-system, and the Kustomizations named. */
+async function requestReconcile(ctx: ApplyContext, kustomizations: string[]): Promise<void> {
+  const names = [...new Set(['flux-system', ...kustomizations])].map((n) => `kustomizations.kustomize.toolkit.fluxcd.io/${n}`);
   await ctx.run(
-    sh`microk8s kubectl annotate --overwrite -n ${NS} gitrepositories.source.toolkit.fluxcd.io/flux-system kustomizations.kustomize.toolkit.fluxcd.io/flux-system ${`reconcile.fluxcd.io/requestedAt=${new Date().toISOString()}`}`,
+    sh`microk8s kubectl annotate --overwrite -n ${NS} gitrepositories.source.toolkit.fluxcd.io/flux-system ${names} ${`reconcile.fluxcd.io/requestedAt=${new Date().toISOString()}`}`,
     { sudo: true },
   );
 }
 
-async function waitForFlux(ctx: ApplyContext, revision: string, timeoutMs: number): Promise<void> {
+/**
+ * Wait, bounded, until Flux is Ready at `revision` with every object the repository declares in
+ * place. A failure that will not pass at this revision (syncState's `terminal`) fails the wait the
+ * second time it is seen: once could be a status written just before the source moved.
+ */
+async function waitForFlux(ctx: ApplyContext, revision: string, timeoutMs: number, declared: DeclaredObject[]): Promise<void> {
   const t0 = Date.now();
   let delay = 250;
+  const seen = new Map<string, number>();
   for (;;) {
     const res = await ctx.run(listJson(FLUX_KINDS, NS), { sudo: true });
     const list = parseList({ stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode });
-    const state = syncState(list.state === 'found' ? list.object : [], revision);
-    if (state.pending.length === 0) return;
-    if (state.stuck.length) throw new UserError(`Flux cannot apply ${revision}:\n  ${state.stuck.join('\n  ')}`);
+    const items = list.state === 'found' ? list.object : [];
+    const state = syncState(items, revision);
+    const objects = await ctx.run(fluxObjects, { sudo: true, allowExit: [1] });
+    const present = parseObjects({ stdout: objects.stdout, stderr: objects.stderr, exitCode: objects.exitCode });
+    const pending = [
+      ...state.pending,
+      ...(present ? missingObjects(declared, items, present, revision) : []).map((o) => `${o.kind} ${o.namespace}/${o.name}: not back yet (Kustomization ${o.owner} is asked to reconcile)`),
+    ];
+    if (pending.length === 0) return;
+    for (const t of state.terminal) seen.set(t.key, (seen.get(t.key) ?? 0) + 1);
+    const stuck = state.terminal.filter((t) => (seen.get(t.key) ?? 0) >= 2).map((t) => t.line);
+    if (stuck.length) {
+      throw new UserError(
+        `Flux cannot apply ${revision}, and waiting will not change that (it retries nothing of this at this revision):\n  ${stuck.join('\n  ')}\n` +
+          `Fix the repository (the templates, or what was edited on GitHub), then run again.`,
+      );
+    }
     const s = Math.round((Date.now() - t0) / 1000);
     if (Date.now() - t0 >= timeoutMs) {
-      throw new UserError(`Flux was not Ready at ${revision} after ${s}s:\n  ${state.pending.join('\n  ')}`);
+      throw new UserError(`Flux was not Ready at ${revision} after ${s}s:\n  ${pending.join('\n  ')}`);
     }
-    const more = state.pending.length > 1 ? ` (+${state.pending.length - 1} more)` : '';
-    ctx.progress(`waiting for Flux (${s}s): ${state.pending[0]}${more}`);
+    const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
+    ctx.progress(`waiting for Flux (${s}s): ${pending[0]}${more}`);
     await sleep(delay);
     delay = Math.min(delay * 2, 2000);
   }
@@ -283,25 +392,40 @@ async function apply(ctx: ApplyContext, changes: FluxChange[], opts: BootstrapFl
     ctx.progress(`applying the Flux ${inv.flux.version} components`);
     await applyObjects(ctx, docsOf(r.files.get(r.componentsPath)));
   }
+  const old = changes.find((x) => x.kind === 'old-repo');
+  if (old && old.kind === 'old-repo' && old.remove.length) {
+    ctx.progress(`removing deploy key ${deployKeyTitle(inv)} from the old repository ${old.from.owner}/${old.from.repo} (the repository itself stays)`);
+    await removeDeployKeys(octokit, old.from, old.remove);
+  }
   const key = changes.find((x) => x.kind === 'key');
   if (key && key.kind === 'key') {
-    let pub = publicKey;
-    if (key.regenerate || !pub) {
+    const newKey = async () => {
       ctx.progress(`writing a new deploy key into secret ${NS}/flux-system`);
       const pair = generateDeployKey();
       await applyObjects(ctx, [secretObject(NS, 'flux-system', { identity: pair.privateKey, 'identity.pub': pair.publicKey, known_hosts: GITHUB_KNOWN_HOSTS })]);
-      pub = pair.publicKey;
-    }
+      return pair.publicKey;
+    };
+    const pub = key.regenerate || !publicKey ? await newKey() : publicKey;
     ctx.progress(`deploy key ${deployKeyTitle(inv)} on ${repoName(inv)}`);
-    await syncDeployKey(octokit, c, deployKeyTitle(inv), pub);
+    try {
+      await syncDeployKey(octokit, c, deployKeyTitle(inv), pub);
+    } catch (e) {
+      // Still a deploy key of a repository we could not clean (unreadable, or not the one Flux
+      // followed): the cluster gets a key of its own for the new repository instead.
+      if (!(e instanceof DeployKeyInUse)) throw e;
+      ctx.progress(`the cluster's key is a deploy key of another repository, which GitHub allows only once`);
+      await syncDeployKey(octokit, c, deployKeyTitle(inv), await newKey());
+    }
   }
   if (kinds.has('sync')) {
     ctx.progress('applying gotk-sync.yaml');
     await applyObjects(ctx, docsOf(r.files.get(r.syncPath)));
   }
   if (!head) throw new UserError(`${repoName(inv)}@${inv.flux.github.branch} has no commit to sync to`);
-  await requestReconcile(ctx);
-  await waitForFlux(ctx, `${inv.flux.github.branch}@sha1:${head}`, opts.waitTimeoutMs ?? 10 * 60_000);
+  const missing = changes.flatMap((x) => (x.kind === 'missing' ? [x.object] : []));
+  for (const o of missing) ctx.progress(`asking Flux to reconcile Kustomization ${o.owner}, which applies ${o.kind} ${o.namespace}/${o.name}`);
+  await requestReconcile(ctx, missing.map((o) => o.owner));
+  await waitForFlux(ctx, `${inv.flux.github.branch}@sha1:${head}`, opts.waitTimeoutMs ?? 10 * 60_000, declaredFluxObjects(r.files, r.syncPath));
 }
 
 export function bootstrapFlux(opts: BootstrapFluxOptions = {}): Task<FluxChange, FluxRead> {

@@ -1,17 +1,22 @@
 // Create the Cloudflare Tunnel, its routes and DNS (issue 6; reference/cloudflare.md, workloads.md).
-// What I look at: the tunnel named `tunnel.name` (not deleted), its configuration and connector
-// token, the zone of `cluster.domain` and its records (the API); in the cluster, the cloudflared
-// Deployment the GitOps repository deploys, and the token Secret it runs with (read into memory
-// only, compared with the token endpoint's; no value reaches the facts).
+// What I look at: the tunnels of the account (the one named `tunnel.name`, and any other whose DNS
+// records or ingress touch our hostnames), their configurations and connector tokens, the zone of
+// `cluster.domain` and its records (the API); in the cluster, the cloudflared Deployment the
+// GitOps repository deploys, and the token Secret it runs with (read into memory only, compared
+// with the token endpoint's; no value reaches the facts).
 // What I compare: the ingress rules with `tunnel.routes` plus the catch-all; one proxied CNAME per
 // route to the tunnel; the Secret with the current token; once cloudflared is deployed, the
-// tunnel's health.
-// What I change: the tunnel (created only if absent; a 409 finds the existing one), the
-// configuration (only when it differs: `version` stays put otherwise), DNS records (created, or
-// corrected only when they are CNAMEs to a tunnel; records of routes removed from the inventory
-// deleted only when they point to this tunnel), the Secret (on stdin), and cloudflared restarted
-// when its pods hold an old token (they read it only at start). Anything else on a routed
-// hostname stops the task before any change, naming the record.
+// tunnel's health; and tunnels left behind by a rename.
+// What I change: the tunnel (created only if absent, its secret marked as homelab's; a 409 finds
+// the existing one), the configuration (only when it differs: `version` stays put otherwise), the
+// Secret (on stdin), and cloudflared restarted when its pods hold an old token (they read it only
+// at start); then a tunnel left behind, only when provably ours (its token carries our mark, or a
+// record we made points to it) and without connections, with the records pointing to it that no
+// route needs; last, DNS records (created, or corrected only when they are CNAMEs to a tunnel;
+// records of routes removed from the inventory deleted only when they point to this tunnel or, if
+// ours, to none any more), so that records move from an old tunnel only once the new one runs.
+// Anything else on a routed hostname stops the task before any change, naming the record; a
+// tunnel not provably ours is reported and left alone.
 import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
@@ -19,15 +24,20 @@ import {
   connectorToken,
   createTunnel,
   deleteRecord,
-  findTunnel,
+  deleteTunnel,
   findZone,
   getConfig,
   getTunnel,
   isTunnelTarget,
   listRecords,
+  listTunnels,
+  madeByHomelab,
   putConfig,
   putTunnelCname,
+  RECORD_COMMENT,
+  tunnelOfTarget,
   tunnelTarget,
+  type CloudflareClient,
   type DnsRecord,
   type IngressRule,
   type Tunnel,
@@ -40,6 +50,8 @@ import { applyObjects, exists, getJson, namespaceObject, parseExists, parseGet, 
 export const CLOUDFLARED = { namespace: 'cloudflared', deployment: 'cloudflared', secret: 'tunnel-token', key: 'token' } as const;
 const CATCH_ALL = 'http_status:404';
 const HEALTH_WAIT_S = 120;
+/** How long a tunnel left behind may take to lose its connections once cloudflared has moved. */
+const RETIRE_WAIT_S = 30;
 
 export interface TunnelRead {
   tunnel: Tunnel | null;
@@ -48,6 +60,20 @@ export interface TunnelRead {
   records: DnsRecord[];
   /** The cluster's token Secret against the token endpoint's token. */
   tokenSecret: 'missing' | 'stale' | 'current';
+  /** Other tunnels of the account tied to this homelab: the record of a routed hostname points to
+   *  it, its ingress routes one, or the cluster's Secret holds its token. Left behind by a rename,
+   *  or someone else's. */
+  others?: OtherTunnel[];
+}
+
+export interface OtherTunnel {
+  tunnel: Tunnel;
+  /** Hostnames of `tunnel.routes` its ingress routes. */
+  routes: string[];
+  /** Its connector token carries homelab's mark: created by homelab. */
+  marked: boolean;
+  /** The cluster's token Secret, which homelab writes, holds its token. */
+  inSecret: boolean;
 }
 
 /** `tunnelId: null`: the tunnel this apply creates. */
@@ -57,9 +83,11 @@ export type TunnelChange = Change &
     | { kind: 'config'; tunnelId: string | null; other: Record<string, unknown> }
     | { kind: 'dns'; tunnelId: string | null; zoneId: string; hostname: string; recordId?: string }
     | { kind: 'dns-delete'; zoneId: string; hostname: string; recordId: string }
+    | { kind: 'retire'; tunnelId: string; zoneId: string | null; records: DnsRecord[] }
     | { kind: 'token'; tunnelId: string | null; createNamespace: boolean; deployed: boolean }
     | { kind: 'unhealthy'; tunnelId: string; podsRunning: boolean }
     | { kind: 'blocked' }
+    | { kind: 'left-alone'; reportOnly: true }
   );
 
 // ---- what I look at --------------------------------------------------------------------------------
@@ -78,15 +106,34 @@ async function read(ctx: ReadContext): Promise<TunnelRead> {
   const secret = readSecret(ctx, CLOUDFLARED.namespace, CLOUDFLARED.secret, [CLOUDFLARED.key]);
   secret.catch(() => undefined);
   const cf = await ctx.apis.cloudflare();
-  const [tunnel, zone] = await Promise.all([findTunnel(cf, account, inv.tunnel.name), findZone(cf, inv.cluster.domain)]);
-  const [records, config, token] = await Promise.all([
+  const [tunnels, zone] = await Promise.all([listTunnels(cf, account), findZone(cf, inv.cluster.domain)]);
+  const tunnel = tunnels.find((t) => t.name === inv.tunnel.name) ?? null;
+  const rest = tunnels.filter((t) => t !== tunnel);
+  const [records, config, token, configs] = await Promise.all([
     zone ? listRecords(cf, zone.id) : [],
     tunnel ? getConfig(cf, account, tunnel.id) : null,
     tunnel ? connectorToken(cf, account, tunnel.id) : null,
+    Promise.all(rest.map((t) => getConfig(cf, account, t.id))),
   ]);
   const inCluster = (await secret)?.[CLOUDFLARED.key];
   const tokenSecret = !inCluster ? 'missing' : token !== null && inCluster === token ? 'current' : 'stale';
-  return { tunnel, config, zone, records, tokenSecret };
+  const routed = new Set(inv.tunnel.routes.map((r) => r.hostname.toLowerCase()));
+  const pointed = new Set(records.filter((r) => r.type === 'CNAME' && routed.has(r.name.toLowerCase())).map((r) => tunnelOfTarget(r.content)));
+  const others = await Promise.all(
+    rest.map(async (t, i): Promise<OtherTunnel | null> => {
+      const routes = (configs[i].ingress ?? []).flatMap((x) => (x.hostname && routed.has(x.hostname.toLowerCase()) ? [x.hostname.toLowerCase()] : []));
+      const { marked, inSecret } = await provenance(cf, account, t.id, inCluster);
+      return routes.length || inSecret || pointed.has(t.id.toLowerCase()) ? { tunnel: t, routes, marked, inSecret } : null;
+    }),
+  );
+  return { tunnel, config, zone, records, tokenSecret, others: others.filter((o): o is OtherTunnel => o !== null) };
+}
+
+/** What a tunnel's token says of it: made by homelab, run by this cluster. Only that is kept; the
+ *  token itself stays in memory, registered for redaction. */
+async function provenance(cf: CloudflareClient, account: string, id: string, inCluster: string | undefined): Promise<{ marked: boolean; inSecret: boolean }> {
+  const token = await connectorToken(cf, account, id);
+  return { marked: madeByHomelab(token), inSecret: token === inCluster };
 }
 
 // ---- what I compare --------------------------------------------------------------------------------
@@ -199,6 +246,11 @@ function check(facts: Facts<TunnelRead>, inv: Inventory): TunnelChange[] {
     }
   }
 
+  // Tunnels left behind by a rename, or someone else's on our hostnames.
+  const cloudflaredMoved = tokenSecret === 'current' && tunnel?.status === 'healthy';
+  const routedNames = new Set(inv.tunnel.routes.map((r) => r.hostname.toLowerCase()));
+  for (const o of facts.read.others ?? []) changes.push(otherTunnel(o, records, routedNames, name, zone?.id ?? null, cloudflaredMoved));
+
   const deployed = deployment.state === 'found';
   if (tokenSecret !== 'current') {
     const what = tokenSecret === 'missing' ? 'missing' : 'stale (tunnel changed)';
@@ -222,6 +274,47 @@ function check(facts: Facts<TunnelRead>, inv: Inventory): TunnelChange[] {
     });
   }
   return changes;
+}
+
+/**
+ * A tunnel other than `tunnel.name`'s that is tied to this homelab. Deleted only when provably ours:
+ * made by homelab (its token's mark), run by this cluster (the Secret homelab writes holds its
+ * token), or the target of a record homelab made for a routed hostname; and only once it has no
+ * connections. Otherwise reported and left alone.
+ */
+function otherTunnel(o: OtherTunnel, records: DnsRecord[], routed: Set<string>, name: string, zoneId: string | null, cloudflaredMoved: boolean): TunnelChange {
+  const t = o.tunnel;
+  const label = `tunnel ${t.name} (${t.id.slice(0, 8)})`;
+  const pointing = records.filter((r) => r.type === 'CNAME' && tunnelOfTarget(r.content) === t.id.toLowerCase());
+  const ours = o.marked || o.inSecret || pointing.some((r) => r.comment === RECORD_COMMENT && routed.has(r.name.toLowerCase()));
+  if (!ours) {
+    const ties = [
+      ...(o.routes.length ? [`routes ${o.routes.join(', ')} too`] : []),
+      ...(pointing.length ? [`DNS ${pointing.map((r) => r.name).join(', ')} point${pointing.length === 1 ? 's' : ''} to it`] : []),
+    ];
+    return {
+      kind: 'left-alone',
+      reportOnly: true,
+      summary: `${label}: ${ties.join(', ')}, and nothing shows homelab made it -> left alone; delete it in the Cloudflare dashboard if nothing uses it`,
+    };
+  }
+  if (t.connections > 0 && cloudflaredMoved) {
+    return {
+      kind: 'left-alone',
+      reportOnly: true,
+      summary: `${label}: made by homelab, no longer tunnel.name, but ${t.connections} connections from a connector other than this cluster's cloudflared -> left alone; stop that connector, then run again`,
+    };
+  }
+  // Records of routed hostnames move to the new tunnel; the others would point at nothing.
+  const stray = pointing.filter((r) => !routed.has(r.name.toLowerCase()));
+  const when = t.connections > 0 ? `once cloudflared has left it (${t.connections} connections now)` : 'now (no connections)';
+  return {
+    kind: 'retire',
+    tunnelId: t.id,
+    zoneId,
+    records: stray,
+    summary: `${label}: made by homelab, no longer tunnel.name (${name}) -> deleted ${when}${stray.length ? `, with DNS ${stray.map((r) => r.name).join(', ')}` : ''}`,
+  };
 }
 
 // ---- what I change ---------------------------------------------------------------------------------
@@ -262,12 +355,6 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
     } else if (c.kind === 'config') {
       ctx.progress('updating the tunnel ingress');
       await putConfig(cf, account, idOf(c.tunnelId), { ...c.other, ingress: desiredIngress(inv.tunnel.routes) });
-    } else if (c.kind === 'dns') {
-      ctx.progress(`DNS ${c.hostname}`);
-      await putTunnelCname(cf, c.zoneId, c.hostname, idOf(c.tunnelId), c.recordId);
-    } else if (c.kind === 'dns-delete') {
-      ctx.progress(`deleting DNS ${c.hostname}`);
-      await deleteRecord(cf, c.zoneId, { id: c.recordId, name: c.hostname });
     } else if (c.kind === 'unhealthy') {
       healthOf = c.tunnelId;
       // cloudflared runs but the tunnel has no connections: most often pods still holding an old
@@ -276,6 +363,41 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
     }
   }
   if (healthOf) await waitHealthy(ctx, healthOf, restart);
+  // Records move off an old tunnel only now that the new one runs: until then the old one serves.
+  for (const c of changes) if (c.kind === 'retire') await retire(ctx, cf, c);
+  for (const c of changes) {
+    if (c.kind === 'dns') {
+      ctx.progress(`DNS ${c.hostname}`);
+      await putTunnelCname(cf, c.zoneId, c.hostname, idOf(c.tunnelId), c.recordId);
+    } else if (c.kind === 'dns-delete') {
+      ctx.progress(`deleting DNS ${c.hostname}`);
+      await deleteRecord(cf, c.zoneId, { id: c.recordId, name: c.hostname });
+    }
+  }
+}
+
+/** Delete a tunnel left behind, once its connections are gone (the edge sees a connector leave
+ *  within seconds of its pods stopping), and before it the records no route needs. Still
+ *  connected after that: left, and the re-check says why. */
+async function retire(ctx: ApplyContext, cf: CloudflareClient, c: Extract<TunnelChange, { kind: 'retire' }>): Promise<void> {
+  const account = ctx.inventory.tunnel.accountId;
+  const deadline = Date.now() + RETIRE_WAIT_S * 1000;
+  let t = await getTunnel(cf, account, c.tunnelId);
+  while (t.connections > 0 && Date.now() < deadline) {
+    ctx.progress(`waiting for tunnel ${t.name} to lose its ${t.connections} connections`);
+    await new Promise((r) => setTimeout(r, 2000));
+    t = await getTunnel(cf, account, c.tunnelId);
+  }
+  if (t.connections > 0) {
+    ctx.progress(`tunnel ${t.name} still has ${t.connections} connections: left in place`);
+    return;
+  }
+  for (const r of c.records) {
+    ctx.progress(`deleting DNS ${r.name}, which points to tunnel ${t.name}`);
+    if (c.zoneId) await deleteRecord(cf, c.zoneId, r);
+  }
+  ctx.progress(`deleting tunnel ${t.name} (${t.id}), no longer tunnel.name`);
+  await deleteTunnel(cf, account, t.id);
 }
 
 /** cloudflared reads its token (TUNNEL_TOKEN, from the Secret) only when its pods start: restart

@@ -367,6 +367,28 @@ checks('a controller at another version, a sync object that drifted', () => {
   ]);
 });
 
+checks('a move from a repository that is gone, or that the token cannot read: what happens there, in words', () => {
+  const w = converged();
+  w.keys = null;
+  const moved = (previous: FluxRead['previous']) => {
+    const f = facts(w);
+    f.read = { ...f.read, repo: { state: 'missing', scopes: 'repo' }, previous };
+    return task.check(f, inv, { host: inv.hosts[0] }).map((c) => c.summary);
+  };
+  const gone = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'missing' });
+  assert.equal(gone.slice(1), [
+    "deploy key flux-system-production on o/r: the repository does not exist yet -> exactly one, the cluster's key",
+    'old repository o/old: not found (deleted, or invisible to this token) -> nothing to do there',
+  ]);
+  const hidden = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'unreadable', why: 'GitHub answered 403 Forbidden' });
+  assert.equal(hidden.slice(1), [
+    "deploy key flux-system-production on o/r: the repository does not exist yet -> the cluster's key, or a new one if GitHub says it is still a deploy key of o/old, which this token cannot read",
+    'old repository o/old: cannot be read (GitHub answered 403 Forbidden) -> left as it is, any deploy key of ours included',
+  ]);
+  const someoneElses = moved({ owner: 'o', repo: 'old', branch: 'main', state: 'found', keys: [{ id: 9, title: 'ci', key: keyIdentity(generateDeployKey().publicKey)!, read_only: true }] });
+  assert.is(someoneElses[2], 'old repository o/old: left in place, untouched, never deleted');
+});
+
 checks('a Kustomization held back by a dependency names the cause', () => {
   const w = converged();
   w.flux = [
@@ -384,12 +406,52 @@ checks('a Kustomization held back by a dependency names the cause', () => {
   );
 });
 
-checks('the cluster behind the branch head, and a build failure of the head: waiting vs stuck', () => {
+checks('the cluster behind the branch head, and a build failure of the head: waiting vs terminal', () => {
   const behind = syncState([gitRepository({ ...ready('main@sha1:' + 'b'.repeat(40)), artifact: { revision: 'main@sha1:' + 'b'.repeat(40) } })], REV);
   assert.equal(behind.pending, ['GitRepository flux-system: at main@sha1:bbbbbbb, waiting for main@sha1:aaaaaaa', 'no Kustomization in flux-system yet']);
-  assert.equal(behind.stuck, []);
+  assert.equal(behind.terminal, []);
   const broken = syncState([gitRepository(), ks('apps', notReady('BuildFailed', 'kustomize build failed: accumulating resources'))], REV);
-  assert.equal(broken.stuck, ['Kustomization apps: not Ready (BuildFailed: kustomize build failed: accumulating resources)']);
+  assert.equal(broken.terminal, [{ key: 'Kustomization apps BuildFailed', line: 'Kustomization apps: not Ready (BuildFailed: kustomize build failed: accumulating resources)' }]);
+});
+
+checks('terminal at this revision: what the controllers stop retrying; the rest is waited for', () => {
+  const OLD = 'main@sha1:' + 'b'.repeat(40);
+  const stalled = (reason: string, message: string) => ({ type: 'Stalled', status: 'True', reason, message });
+  const terminalOf = (k: KubeObject, source = gitRepository()) => syncState([source, k], REV).terminal.map((t) => t.key);
+  // kustomize-controller: a path missing from the artifact (lastAttemptedRevision not recorded yet).
+  const noPath = ks('apps', notReady('ArtifactFailed', 'kustomization path not found: stat /tmp/kustomization-1617251421/apps/nope: no such file or directory'));
+  (noPath.status as Record<string, unknown>).lastAttemptedRevision = OLD;
+  assert.equal(terminalOf(noPath), ['Kustomization apps ArtifactFailed']);
+  // ... but not while the source is still at another revision: the new one may have the path.
+  assert.equal(terminalOf(noPath, gitRepository({ ...ready(OLD), artifact: { revision: OLD } })), []);
+  // A build that failed at an older revision is not this revision's failure.
+  const oldBuild = ks('apps', notReady('BuildFailed', 'kustomize build failed: x'));
+  (oldBuild.status as Record<string, unknown>).lastAttemptedRevision = OLD;
+  assert.equal(terminalOf(oldBuild), []);
+  // fluxcd/pkg ssa fail-fast: a waited-for object stalled (helm-controller gave up on a release).
+  assert.equal(
+    terminalOf(ks('monitoring-controllers', notReady('HealthCheckFailed', "failed early due to stalled resources: [HelmRelease/monitoring/kube-prometheus-stack status: 'Failed']"))),
+    ['Kustomization monitoring-controllers HealthCheckFailed'],
+  );
+  const stalledKs = ks('apps', notReady('InvalidCELExpression', 'terminal error: x'));
+  (stalledKs.status as { conditions: unknown[] }).conditions.push(stalled('InvalidCELExpression', 'terminal error: x'));
+  assert.equal(terminalOf(stalledKs), ['Kustomization apps Stalled (InvalidCELExpression: terminal error: x)']);
+  // Waited for: dependencies, progress, a health check timing out (retried every retryInterval),
+  // a source not fetched yet.
+  for (const [reason, message] of [
+    ['DependencyNotReady', "dependency 'flux-system/monitoring-configs' is not ready"],
+    ['Progressing', 'Reconciliation in progress'],
+    ['ProgressingWithRetry', 'retrying after 1m0s'],
+    ['HealthCheckFailed', "timeout waiting for: [Deployment/cloudflared/cloudflared status: 'InProgress']"],
+    ['ArtifactFailed', 'Source artifact not found, retrying in 30s'],
+    ['ReconciliationFailed', 'Namespace/x dry-run failed: no matches for kind "X" in version "v1"'],
+  ]) {
+    assert.equal(terminalOf(ks('apps', notReady(reason, message))), [], reason);
+  }
+  // A status about an older generation says nothing yet.
+  const stale = ks('apps', notReady('BuildFailed', 'kustomize build failed: x'));
+  stale.metadata.generation = 2;
+  assert.equal(terminalOf(stale), []);
 });
 
 checks('the cluster unreachable: one change saying why', () => {

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Cloudflare from 'cloudflare';
-import task, { desiredIngress, ingressDiff, type TunnelChange, type TunnelRead } from '../tasks/create-tunnel.ts';
-import { createTunnel, findTunnel, PERMISSIONS, tunnelTarget } from '../tasks/lib/cloudflare.ts';
+import task, { desiredIngress, ingressDiff, type OtherTunnel, type TunnelChange, type TunnelRead } from '../tasks/create-tunnel.ts';
+import { createTunnel, findTunnel, madeByHomelab, PERMISSIONS, tunnelTarget } from '../tasks/lib/cloudflare.ts';
 import { secretObject } from '../tasks/lib/kube.ts';
 import type { Facts, ProbeOutput, ReadContext } from '../tasks/lib/task.ts';
 import type { Inventory } from '../tasks/lib/inventory-types.ts';
@@ -177,6 +177,51 @@ pure('a locally managed tunnel of that name, or an unreadable cluster, blocks th
   assert.match(c.summary, /cannot read namespace cloudflared \(The connection to the server 127\.0\.0\.1:16443 was refused/);
 });
 
+pure('another tunnel tied to our hostnames: deleted only when provably ours and without connections', () => {
+  const old = (o: Partial<OtherTunnel> = {}, connections = 0): OtherTunnel => ({
+    tunnel: { id: OTHER, name: 'homelab-old', status: connections ? 'healthy' : 'down', connections, remoteConfig: true },
+    routes: ['grafana.example.com', 'home.example.com'],
+    marked: false,
+    inSecret: false,
+    ...o,
+  });
+  const label = `tunnel homelab-old (${OTHER.slice(0, 8)})`;
+  const of = (o: OtherTunnel, over: Partial<TunnelRead> = {}) => check(facts({ others: [o], ...over })).filter((c) => c.kind === 'retire' || c.kind === 'left-alone');
+  // Made by homelab (the mark in its token), or run by this cluster (its token in our Secret).
+  for (const proof of [{ marked: true }, { inSecret: true }]) {
+    const [c] = of(old(proof));
+    assert.equal([c.kind, c.summary], ['retire', `${label}: made by homelab, no longer tunnel.name (homelab) -> deleted now (no connections)`]);
+  }
+  // A record homelab made (its comment) for a routed hostname still points to it: ours too, and a
+  // record no route needs goes with it.
+  const made = { ...cname('grafana.example.com', OTHER), comment: 'homelab: route of the Cloudflare Tunnel' };
+  const stray = cname('old.example.com', OTHER);
+  const [byDns] = of(old(), { records: [made, stray, cname('home.example.com')] });
+  assert.equal([byDns.kind, byDns.summary], ['retire', `${label}: made by homelab, no longer tunnel.name (homelab) -> deleted now (no connections), with DNS old.example.com`]);
+  assert.equal((byDns as Extract<TunnelChange, { kind: 'retire' }>).records.map((r) => r.name), ['old.example.com']);
+  // While cloudflared has not moved yet, its connections are ours: deleted once they are gone.
+  const [busy] = of(old({ marked: true }, 4), { tokenSecret: 'stale' });
+  assert.match(busy.summary, /-> deleted once cloudflared has left it \(4 connections now\)$/);
+  // Once it has moved (Secret current, our tunnel healthy), they are someone else's: left alone.
+  const [foreign] = of(old({ marked: true }, 4), { tunnel: { id: ID, name: 'homelab', status: 'healthy', connections: 4, remoteConfig: true } });
+  assert.equal([foreign.kind, foreign.reportOnly], ['left-alone', true]);
+  assert.match(foreign.summary, /but 4 connections from a connector other than this cluster's cloudflared -> left alone; stop that connector, then run again$/);
+  // Nothing proves it ours: a record without our comment, an ingress anyone could write.
+  const [theirs] = of(old(), { records: [cname('grafana.example.com', OTHER), cname('home.example.com')] });
+  assert.equal([theirs.kind, theirs.reportOnly], ['left-alone', true]);
+  assert.is(
+    theirs.summary,
+    `${label}: routes grafana.example.com, home.example.com too, DNS grafana.example.com points to it, and nothing shows homelab made it -> left alone; delete it in the Cloudflare dashboard if nothing uses it`,
+  );
+});
+
+pure('the mark: in the secret homelab chooses at creation, read back from the connector token', () => {
+  const token = (secret: Buffer) => Buffer.from(JSON.stringify({ a: 'acc', t: ID, s: secret.toString('base64') })).toString('base64');
+  assert.ok(madeByHomelab(token(Buffer.concat([Buffer.from('homelab-tunnel:'), Buffer.alloc(32, 7)]))));
+  assert.not.ok(madeByHomelab(token(Buffer.alloc(32, 7))));
+  assert.not.ok(madeByHomelab('not a token'));
+});
+
 pure.run();
 
 // ---- the Cloudflare helpers and read() against lab Cloudflare ---------------------------------------
@@ -258,10 +303,18 @@ api('a create that meets the name taken (409) resolves to the existing tunnel: s
   assert.ok((await findTunnel(cf, ACCOUNT, 'race'))?.remoteConfig, 'created remotely managed');
 });
 
+api('a tunnel homelab creates carries its mark in the connector token; one made elsewhere does not', async (ctx) => {
+  const cf = client(ctx);
+  const mine = await createTunnel(cf as never, ACCOUNT, 'marked');
+  assert.ok(madeByHomelab(await cf.zeroTrust.tunnels.cloudflared.token.get(mine.id, { account_id: ACCOUNT })));
+  const plain = await cf.zeroTrust.tunnels.cloudflared.create({ account_id: ACCOUNT, name: 'plain', config_src: 'cloudflare' });
+  assert.not.ok(madeByHomelab(await cf.zeroTrust.tunnels.cloudflared.token.get(plain.id!, { account_id: ACCOUNT })));
+});
+
 api('a token without Cloudflare Tunnel permission: the error names both permissions', async (ctx) => {
   const e = await rejection(task.read!(readContext(client(ctx, 'tok-dns-only'))));
   assert.instance(e, UserError);
-  assert.match(e.message, /^Cloudflare refused to list the tunnels named "homelab" \(403: Authentication error \(10000\)\)/);
+  assert.match(e.message, /^Cloudflare refused to list the tunnels \(403: Authentication error \(10000\)\)/);
   assert.ok(e.message.includes(PERMISSIONS), e.message);
   assert.ok(PERMISSIONS.includes('Account › Cloudflare Tunnel › Edit') && PERMISSIONS.includes('Zone › DNS › Edit'));
 });
@@ -557,5 +610,53 @@ lab('a route removed: its record (pointing to this tunnel) is deleted; a record 
   assert.is((await engine(ctx.file, ['create-tunnel'])).writes, 0);
 });
 
-lab.run();
+/** Every tunnel of the lab account, and its records. */
+const account = (file: string) => withLab(file, async (lab) => ({ tunnels: lab.cloudflare.state().tunnels, records: lab.cloudflare.state().records }));
 
+lab('tunnel.name changed: the old tunnel, made here, is deleted once cloudflared has left it, and no record points to it', async (ctx) => {
+  const old = (await world(ctx.file)).tunnels[0];
+  // A record homelab made for a route removed since, still on the old tunnel: it goes with it.
+  await withLab(ctx.file, async (_lab, cf) => {
+    const [zone] = (await cf.zones.list({ name: 'example.com' })).result;
+    await cf.dns.records.create({ zone_id: zone.id, type: 'CNAME', name: 'old.example.com', content: tunnelTarget(old.id), proxied: true, ttl: 1, comment: 'homelab: route of the Cloudflare Tunnel' });
+  });
+  fs.writeFileSync(ctx.file, fs.readFileSync(ctx.file, 'utf8').replace(/^  name: homelab$/m, '  name: homelab-2'));
+  const plan = await engine(ctx.file, ['create-tunnel'], 'check');
+  assert.is(plan.unit?.status, 'drift');
+  assert.ok(
+    plan.unit!.changes.includes(
+      `tunnel homelab (${old.id.slice(0, 8)}): made by homelab, no longer tunnel.name (homelab-2) -> deleted once cloudflared has left it (4 connections now), with DNS old.example.com`,
+    ),
+    plan.unit!.changes.join('\n'),
+  );
+  const r = await engine(ctx.file, ['create-tunnel']);
+  assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
+  const after = await account(ctx.file);
+  const live = after.tunnels.filter((t) => !t.deleted_at);
+  assert.equal(live.map((t) => [t.name, t.status]), [['homelab-2', 'healthy']]);
+  assert.ok(after.tunnels.find((t) => t.id === old.id)!.deleted_at, 'the old tunnel is deleted');
+  assert.not.ok(after.records.some((x) => x.content === tunnelTarget(old.id)), 'no record points to the old tunnel');
+  assert.ok(after.records.filter((x) => /^(grafana|home)\.example\.com$/.test(x.name)).every((x) => x.content === tunnelTarget(live[0].id)));
+  assert.is((await engine(ctx.file, ['create-tunnel'], 'check')).unit?.status, 'ok');
+});
+
+lab('a tunnel homelab cannot prove it made, on a routed hostname: reported and left alone, by check and by run', async (ctx) => {
+  const theirs = await withLab(ctx.file, async (_lab, cf, inv) => {
+    const t = await cf.zeroTrust.tunnels.cloudflared.create({ account_id: inv.tunnel.accountId, name: 'someone-else', config_src: 'cloudflare' });
+    await cf.zeroTrust.tunnels.cloudflared.configurations.update(t.id!, {
+      account_id: inv.tunnel.accountId,
+      config: { ingress: [{ hostname: 'grafana.example.com', service: 'http://10.0.0.5:3000' }, { service: 'http_status:404' }] } as never,
+    });
+    return t.id!;
+  });
+  const words = `tunnel someone-else (${theirs.slice(0, 8)}): routes grafana.example.com too, and nothing shows homelab made it -> left alone; delete it in the Cloudflare dashboard if nothing uses it`;
+  const plan = await engine(ctx.file, ['create-tunnel'], 'check');
+  assert.equal(plan.unit?.changes, [words]);
+  const r = await engine(ctx.file, ['create-tunnel']);
+  assert.is(r.unit?.status, 'ok', JSON.stringify(r.unit));
+  assert.equal(r.unit?.changes, [words]);
+  assert.is(r.writes, 0);
+  assert.not.ok((await account(ctx.file)).tunnels.find((t) => t.id === theirs)!.deleted_at, 'their tunnel is untouched');
+});
+
+lab.run();

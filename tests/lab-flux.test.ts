@@ -378,6 +378,90 @@ for (const builder of ['kubectl kustomize', 'yaml parse'] as const) {
   });
 }
 
+test('a path missing from the revision: ArtifactFailed, and the revision is not recorded as attempted', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  const before = (await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system'])).status.lastAttemptedRevision;
+  const sha = s.repo.commit({ 'clusters/lab/apps.yaml': docs(ks('apps', './apps/nope', ['infra-configs'], { wait: true })) }, 'Point apps at a path that is not there');
+  const notReady = await kubectl(s.world, s.node, ['wait', '--for=condition=Ready=false', 'kustomization/apps', '-n', 'flux-system', '--timeout=20s']);
+  assert.is(notReady.exitCode, 0, notReady.stderr);
+  const apps = await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.is(ready(apps).reason, 'ArtifactFailed');
+  assert.match(ready(apps).message, /^kustomization path not found: stat \S+\/apps\/nope: no such file or directory$/);
+  // kustomize-controller records lastAttemptedRevision only once the path is found
+  // (internal/controller/kustomization_controller.go, reconcile: os.Stat, then LastAttemptedRevision).
+  assert.is(apps.status.lastAttemptedRevision, before);
+  assert.is.not(before, `main@sha1:${sha}`);
+});
+
+test('a deleted Kustomization comes back when its parent reconciles: on request, or once its interval has passed', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  const absent = async () => (await kubectl(s.world, s.node, ['get', 'kustomization', 'apps', '-n', 'flux-system', '-o', 'name', '--ignore-not-found'])).stdout === '';
+  const del = await kubectl(s.world, s.node, ['delete', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.is(del.exitCode, 0, del.stderr);
+  // flux-system is Ready at the same revision and its interval (10m0s) has not passed: nothing
+  // puts apps back, however often the cluster is looked at.
+  for (let i = 0; i < 5; i++) {
+    assert.ok(await absent(), 'apps stays deleted before flux-system\'s interval');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // `flux reconcile ks flux-system`: the annotation makes it apply clusters/lab again.
+  const at = new Date().toISOString();
+  await kubectl(s.world, s.node, ['annotate', '--overwrite', 'kustomization/flux-system', '-n', 'flux-system', `reconcile.fluxcd.io/requestedAt=${at}`]);
+  assert.not.ok(await absent(), 'apps is back once flux-system handled the request');
+  await waitReady(s, 'kustomization/apps');
+
+  // With a 1s interval (committed: flux-system applies its own gotk-sync.yaml), the first
+  // reconcile after the interval puts it back unasked.
+  const sha = s.repo.commit({ 'clusters/lab/flux-system/gotk-sync.yaml': gotkSync.replace('interval: 10m0s', 'interval: 1s') }, 'Reconcile every second');
+  const deadline = Date.now() + 20_000;
+  while ((await getJson(s, ['get', 'kustomization', 'flux-system', '-n', 'flux-system'])).spec.interval !== '1s' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await waitReady(s, 'kustomization/apps');
+  assert.is((await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system'])).status.lastAppliedRevision, `main@sha1:${sha}`);
+  assert.is((await kubectl(s.world, s.node, ['delete', 'kustomization', 'apps', '-n', 'flux-system'])).exitCode, 0);
+  assert.ok(await absent(), 'gone right after the delete');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.not.ok(await absent(), 'back after flux-system\'s interval');
+});
+
+test('an install that keeps failing: retried as remediation allows, then Stalled, and a waiting Kustomization fails early', async () => {
+  const s = await setup();
+  made.push(s.world);
+  await bootstrap(s);
+  await waitReady(s, 'kustomization/apps');
+  // Grafana's admin Secret does not exist: its pods never start, and each install times out.
+  const release = YAML.parse(LAYOUT['apps/base/homepage/release.yaml']) as Record<string, any>;
+  release.metadata.name = 'kube-prometheus-stack';
+  release.spec.chart.spec.chart = 'kube-prometheus-stack';
+  release.spec.timeout = '1s';
+  release.spec.install.remediation.retries = 2;
+  release.spec.values = { grafana: { admin: { existingSecret: 'nope' } } };
+  s.repo.commit({ 'apps/base/homepage/monitoring.yaml': docs(release), 'apps/base/homepage/kustomization.yaml': kustomization(['namespace.yaml', 'repository.yaml', 'release.yaml', 'monitoring.yaml']) }, 'Add a release that cannot start');
+  const deadline = Date.now() + 20_000;
+  while ((await kubectl(s.world, s.node, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage', '-o', 'name', '--ignore-not-found'])).stdout === '' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const stalled = await kubectl(s.world, s.node, ['wait', '--for=condition=Stalled', 'helmrelease/kube-prometheus-stack', '-n', 'homepage', '--timeout=60s']);
+  assert.is(stalled.exitCode, 0, stalled.stderr);
+  const hr = await getJson(s, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage']);
+  const cond = (type: string) => hr.status.conditions.find((c: Record<string, unknown>) => c.type === type);
+  assert.equal([cond('Stalled').reason, cond('Stalled').message], ['RetriesExceeded', 'Failed to install after 3 attempt(s)']);
+  assert.equal([ready(hr).reason, ready(hr).message], ['InstallFailed', 'Helm install failed for release homepage/kube-prometheus-stack with chart kube-prometheus-stack@2.0.0: context deadline exceeded']);
+  assert.equal([hr.status.installFailures, hr.status.failures], [3, 3]);
+  const notReady = await kubectl(s.world, s.node, ['wait', '--for=condition=Ready=false', 'kustomization/apps', '-n', 'flux-system', '--timeout=20s']);
+  assert.is(notReady.exitCode, 0, notReady.stderr);
+  const apps = await getJson(s, ['get', 'kustomization', 'apps', '-n', 'flux-system']);
+  assert.equal([ready(apps).reason, ready(apps).message], ['HealthCheckFailed', "failed early due to stalled resources: [HelmRelease/homepage/kube-prometheus-stack status: 'Failed']"]);
+  // And it stays so: no further attempt at this generation.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.is((await getJson(s, ['get', 'helmrelease', 'kube-prometheus-stack', '-n', 'homepage'])).status.installFailures, 3);
+});
+
 test('a missing dependency reports DependencyNotReady', async () => {
   const s = await setup();
   made.push(s.world);

@@ -6,10 +6,8 @@
 // unreachable host (real ssh to closed or silent loopback ports) fails in seconds, naming itself,
 // while the other hosts proceed.
 import net from 'node:net';
-import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Faults } from '../tasks/lab/faults.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
 import { SshTransport } from '../tasks/lib/transport-ssh.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
@@ -18,7 +16,6 @@ import { labEngine } from './helpers/lab-engine.ts';
 
 const notes: string[] = [];
 const statuses = (doc: JsonDoc) => doc.tasks.map((t) => `${t.task}@${t.host ?? '-'}:${t.status}`);
-const armed = (dir: string) => new Faults(path.join(dir, '.lab')).armed();
 const answered = (run: CliRun, api: 'github' | 'cloudflare', status: number) =>
   run.requests.filter((r) => r.startsWith(`${status} `) && (api === 'cloudflare') === r.includes('/client/v4/')).length;
 
@@ -34,7 +31,7 @@ transient('API 500 and 429 from both APIs, snapd busy, the apt lock, two dropped
     notes.push(`7 transient faults (${spec}) in one run from nothing: exit ${run.code} in ${seconds(run.ms)}`);
     assert.is(run.code, 0, run.text());
     assert.match(run.text(), /0 failed/);
-    assert.equal(armed(w.dir), {}, 'every armed fault was met');
+    assert.equal(run.faultsLeft, {}, 'every armed fault was met');
     assert.is(answered(run, 'github', 500), 2);
     assert.is(answered(run, 'github', 429), 1);
     assert.is(answered(run, 'cloudflare', 500), 2);
@@ -75,7 +72,7 @@ transient('every retry is said once, as a progress line of the unit waiting on i
       ssh.map((l) => l.replace(/in [\d.]+s/, 'in Ns')),
       [1, 2].map((n) => `[node1] prepare-host: node1: lab node1: connection lost: Connection to 192.168.1.10 closed by remote host; retrying the probe in Ns (${n}/3)`),
     );
-    assert.equal(armed(w.dir), {}, 'every armed fault was met');
+    assert.equal(run.faultsLeft, {}, 'every armed fault was met');
   } finally {
     w.remove();
   }
@@ -105,7 +102,7 @@ hang('a hung `apt-get update` on one host: that host fails in seconds, naming it
     assert.match(failed.error!, new RegExp(`^${failed.host}: lab ${failed.host}: timed out after ${TIMEOUT_S}s running: DEBIAN_FRONTEND=noninteractive apt-get update$`));
     assert.equal(others.map((t) => t.status), ['changed'], 'the other host is prepared');
     assert.ok(run.ms < 60_000);
-    assert.equal(armed(w.dir), {});
+    assert.equal(run.faultsLeft, {});
   } finally {
     w.remove();
   }
@@ -161,7 +158,7 @@ permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstra
     assert.ok(tries.size > 0);
     for (const [r, n] of tries) assert.ok(n >= 2 && n <= 2 * 5, `${r}: ${n} attempts`);
 
-    new Faults(path.join(w.dir, '.lab')).clear();
+    // --lab-faults lasted that run only: the rerun meets a Cloudflare that answers again.
     const again = await cli(['run', '--failed', '--lab', '--json', '--inventory', w.file], { cwd: w.dir });
     assert.is(again.code, 0, again.text());
     assert.equal(statuses(again.json()), ['create-tunnel@-:changed', 'bootstrap-flux@-:changed']);

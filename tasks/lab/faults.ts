@@ -1,4 +1,4 @@
-// Fault injection for the lab: `--lab-faults SPEC` or `LAB_FAULTS=SPEC`.
+// Fault injection for the lab.
 // SPEC is a comma-separated list of `name[=count]`; count defaults to 1 (`*` = every time).
 //   github:500 github:429 cloudflare:500 cloudflare:429   the next N API requests fail that way
 //   snap:change-in-progress apt:lock ssh:drop              the next N matching commands fail so
@@ -7,7 +7,14 @@
 //                    every timeout in the lab, so it shows in seconds)
 // Each lab component asks `take(name)` at the point where the real failure would happen; a fault
 // is consumed when taken, so "=2" means exactly two failures, then success (how retries are tested).
-// Counters live in the state directory so they hold across the processes of one lab.
+// Two lifetimes:
+// - `--lab-faults SPEC` / `LAB_FAULTS=SPEC` arm faults for the one run that was given them. They
+//   live in that process's memory (every lab component of a run is in it) and end with it, so a
+//   flag on one command never ambushes a later one: a `*`, or a count the run never reached
+//   because it failed earlier, would otherwise fail every run after it.
+// - `lab.ts faults arm SPEC` arms faults until they are met or `lab.ts faults clear` removes them
+//   (a rehearsal across runs: GitHub down for a `run`, then a `run --failed`). They are kept in
+//   `<lab>/faults.json`, so every process of the lab sees them, and every banner names them.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../lib/errors.ts';
@@ -40,41 +47,70 @@ export function parseFaults(spec: string | undefined): FaultSpec {
   return out;
 }
 
-/** The fault counters of one lab, kept in `<labDir>/faults.json`. */
+type Armed = Record<string, number | '*'>;
+
+const show = (a: Armed) => Object.entries(a).map(([k, v]) => `${k}=${v}`).join(', ');
+
+/** The fault counters of one lab: this run's in memory, the persistent ones in `<labDir>/faults.json`. */
 export class Faults {
   private readonly file: string;
+  private readonly run: Armed = {};
   constructor(labDir: string) {
     this.file = path.join(labDir, 'faults.json');
   }
 
-  /** Arm faults (adds to what is armed). */
+  /** Arm faults until they are met or cleared (adds to what is armed). */
   arm(spec: FaultSpec): void {
     const cur = this.read();
-    for (const [k, v] of spec) cur[k] = v === Infinity ? '*' : (typeof cur[k] === 'number' ? (cur[k] as number) : 0) + v;
+    add(cur, spec);
     this.write(cur);
   }
 
-  clear(): void {
-    this.write({});
+  /** Arm faults for this run only: nothing is written, they end with the process. */
+  armForRun(spec: FaultSpec): void {
+    add(this.run, spec);
   }
 
-  /** True (and one count consumed) when fault `name` is armed. */
-  take(name: string): boolean {
+  /** Disarm the named persistent faults (default: all); returns the names removed. */
+  clear(names?: string[]): string[] {
     const cur = this.read();
-    const v = cur[name];
-    if (v === undefined) return false;
-    if (v === '*') return true;
-    if (v <= 1) delete cur[name];
-    else cur[name] = v - 1;
+    const unknown = (names ?? []).filter((n) => cur[n] === undefined);
+    if (unknown.length) {
+      const armed = Object.keys(cur).length ? `armed: ${show(cur)}` : 'nothing is armed';
+      throw new UserError(`${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not armed; ${armed}`);
+    }
+    const removed = names ?? Object.keys(cur);
+    for (const n of removed) delete cur[n];
+    this.write(cur);
+    return removed;
+  }
+
+  /** True (and one count consumed) when fault `name` is armed; this run's faults go first. */
+  take(name: string): boolean {
+    if (consume(this.run, name)) return true;
+    const cur = this.read();
+    if (!consume(cur, name)) return false;
     this.write(cur);
     return true;
   }
 
-  armed(): Record<string, number | '*'> {
+  /** Everything armed, this run's faults and the persistent ones added up. */
+  armed(): Armed {
+    const out: Armed = { ...this.read() };
+    for (const [k, v] of Object.entries(this.run)) out[k] = v === '*' || out[k] === '*' ? '*' : v + ((out[k] as number | undefined) ?? 0);
+    return out;
+  }
+
+  /** For the banner: what this run armed, and what stays armed until cleared. */
+  describe(): { run: string; persistent: string } {
+    return { run: show(this.run), persistent: show(this.read()) };
+  }
+
+  persistent(): Armed {
     return this.read();
   }
 
-  private read(): Record<string, number | '*'> {
+  private read(): Armed {
     try {
       return JSON.parse(fs.readFileSync(this.file, 'utf8'));
     } catch {
@@ -82,10 +118,23 @@ export class Faults {
     }
   }
 
-  private write(v: Record<string, number | '*'>): void {
+  private write(v: Armed): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(v));
     fs.renameSync(tmp, this.file);
   }
+}
+
+function add(into: Armed, spec: FaultSpec): void {
+  for (const [k, v] of spec) into[k] = v === Infinity || into[k] === '*' ? '*' : ((into[k] as number | undefined) ?? 0) + v;
+}
+
+function consume(from: Armed, name: string): boolean {
+  const v = from[name];
+  if (v === undefined) return false;
+  if (v === '*') return true;
+  if (v <= 1) delete from[name];
+  else from[name] = v - 1;
+  return true;
 }

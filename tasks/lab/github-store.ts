@@ -66,6 +66,9 @@ export interface StoredRepo {
 }
 
 export interface LabGitHubData {
+  /** The person whose token the lab's runs use: the inventory's owner when the lab was first
+   *  started, kept so that a later owner is an organization that person belongs to. */
+  login?: string;
   /** One counter for every id the lab hands out: GitHub's ids are unique per kind, ours overall. */
   nextId: number;
   /** login -> user id, given on first sight. */

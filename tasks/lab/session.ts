@@ -20,7 +20,8 @@ import { startLabFluxReleases, type LabFluxReleases } from './flux-release.ts';
 export interface LabSessionOptions {
   /** Default: `.lab/` beside the inventory. */
   dir?: string;
-  /** Fault spec (--lab-faults / LAB_FAULTS), armed on top of what is armed already. */
+  /** Fault spec (--lab-faults / LAB_FAULTS), armed for this session only, on top of what
+   *  `lab.ts faults arm` armed until cleared. */
   faults?: string;
   env?: NodeJS.ProcessEnv;
   /** Scale of simulated waits (LAB_TIME_SCALE; 1 = the lab's short defaults). */
@@ -66,12 +67,25 @@ function tunnelIdOf(token: string): string | null {
   }
 }
 
+/**
+ * Who the lab's token belongs to: the inventory's owner when the lab first ran, remembered. An owner
+ * changed since is an organization that person belongs to, as when a homelab's repository moves
+ * from a personal account to an organization with the same token.
+ */
+function labLogin(store: Store, owner: string): string {
+  const data = store.load();
+  if (data.login) return data.login;
+  data.login = owner;
+  store.save(data);
+  return owner;
+}
+
 export async function startLabSession(inventory: Inventory, opts: LabSessionOptions = {}): Promise<LabSession> {
   const dir = path.resolve(opts.dir ?? labDir(inventory));
   fs.mkdirSync(dir, { recursive: true });
   const faults = new Faults(dir);
   const spec = opts.faults ?? opts.env?.LAB_FAULTS;
-  if (spec) faults.arm(parseFaults(spec));
+  if (spec) faults.armForRun(parseFaults(spec));
   const timeScale = opts.timeScale ?? (opts.env?.LAB_TIME_SCALE ? Number(opts.env.LAB_TIME_SCALE) : 1);
   if (!(timeScale >= 0) || !Number.isFinite(timeScale)) throw new UserError(`LAB_TIME_SCALE must be a number >= 0 (got "${opts.env?.LAB_TIME_SCALE}")`);
   const capS = opts.commandTimeoutS ?? (opts.env?.LAB_COMMAND_TIMEOUT ? Number(opts.env.LAB_COMMAND_TIMEOUT) : undefined);
@@ -79,8 +93,10 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
 
   const githubDir = path.join(dir, 'github');
   const githubStore = new Store(githubDir);
+  const owner = inventory.flux.github.owner;
+  const login = labLogin(githubStore, owner);
   const [github, cloudflare, fluxReleases] = await Promise.all([
-    startLabGitHub({ dir: githubDir, faults, login: inventory.flux.github.owner }),
+    startLabGitHub({ dir: githubDir, faults, login, orgs: login.toLowerCase() === owner.toLowerCase() ? [] : [owner] }),
     startLabCloudflare({ dir: path.join(dir, 'cloudflare'), faults, zones: [inventory.cluster.domain] }),
     startLabFluxReleases(),
   ]);
@@ -113,12 +129,13 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
     removed: (inv) => onMicrok8sSnapRemoved(inv.host, inv.world),
   });
 
-  const armed = Object.entries(faults.armed());
+  const armed = faults.describe();
   const rel = path.relative(process.cwd(), dir) || '.';
   const banner = [
     `LAB: simulated homelab in ${rel}/ (nothing real is touched)`,
     `     hosts ${inventory.hosts.map((h) => h.name).join(', ')}; GitHub ${github.url}; Cloudflare ${cloudflare.url}`,
-    ...(armed.length ? [`     faults armed: ${armed.map(([k, v]) => `${k}=${v}`).join(', ')}`] : []),
+    ...(armed.run ? [`     faults armed for this run: ${armed.run}`] : []),
+    ...(armed.persistent ? [`     faults armed until cleared (npx tsx scripts/lab.ts faults clear): ${armed.persistent}`] : []),
   ].join('\n');
 
   let closed: Promise<void> | null = null;

@@ -2,6 +2,7 @@
 // through `call`, which turns the SDK's errors into messages a person can act on: the permission a
 // token lacks, a rate limit or outage that outlasted the client's retries. The SDK is never
 // imported here: the client comes from ctx.apis.cloudflare(), which loads it on first use.
+import { randomBytes } from 'node:crypto';
 import type Cloudflare from 'cloudflare';
 import type { CloudflareTunnel } from 'cloudflare/resources/shared';
 import { UserError } from './errors.ts';
@@ -19,6 +20,7 @@ export interface Tunnel {
   connections: number;
   /** Remotely managed (config_src cloudflare): its ingress lives in the API, not in a local file. */
   remoteConfig: boolean;
+  createdAt?: string;
 }
 
 export interface IngressRule {
@@ -42,6 +44,39 @@ export interface DnsRecord {
   type: string;
   content: string;
   proxied: boolean;
+  comment?: string | null;
+}
+
+/** The comment on every record homelab makes: what proves a record, and the tunnel it points to, ours. */
+export const RECORD_COMMENT = 'homelab: route of the Cloudflare Tunnel';
+
+/** The tunnel id of a CNAME to `<id>.cfargotunnel.com`, or null. */
+export function tunnelOfTarget(content: string): string | null {
+  const m = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.cfargotunnel\.com\.?$/i.exec(content);
+  return m ? m[1].toLowerCase() : null;
+}
+
+// The API keeps no label or metadata a creator can set on a tunnel (CloudflaredCreateParams: name,
+// config_src, tunnel_secret), but the secret is the creator's to choose (any base64 of >= 32 bytes;
+// Terraform modules send 35 and more) and comes back in the connector token (`s`, cloudflared
+// TunnelToken). homelab's secrets start with these bytes, then 32 random ones: a tunnel whose token
+// carries them was made here, whatever its name says now.
+const MARKER = Buffer.from('homelab-tunnel:');
+
+function markedSecret(): string {
+  const secret = Buffer.concat([MARKER, randomBytes(32)]).toString('base64');
+  registerSecret(secret);
+  return secret;
+}
+
+/** Whether a connector token is that of a tunnel homelab created. */
+export function madeByHomelab(token: string): boolean {
+  try {
+    const s = (JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { s?: unknown }).s;
+    return typeof s === 'string' && Buffer.from(s, 'base64').subarray(0, MARKER.length).equals(MARKER);
+  } catch {
+    return false;
+  }
 }
 
 /** The CNAME target of a tunnel (reference: DNS "Create"). */
@@ -126,6 +161,7 @@ function toTunnel(t: CloudflareTunnel): Tunnel {
     status: t.status ?? 'inactive',
     connections: t.connections?.length ?? 0,
     remoteConfig: t.remote_config === true,
+    createdAt: t.created_at,
   };
 }
 
@@ -141,6 +177,20 @@ export async function findTunnel(cf: CloudflareClient, accountId: string, name: 
   return mine.length ? toTunnel(mine[0]) : null;
 }
 
+/** Every tunnel of the account that is not deleted, oldest first. */
+export async function listTunnels(cf: CloudflareClient, accountId: string): Promise<Tunnel[]> {
+  const perPage = 1000;
+  const found = await call(cf, 'list the tunnels', () => all(cf.zeroTrust.tunnels.cloudflared.list({ account_id: accountId, is_deleted: false, per_page: perPage }), perPage));
+  return found
+    .filter((t) => !t.deleted_at)
+    .sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)))
+    .map(toTunnel);
+}
+
+export async function deleteTunnel(cf: CloudflareClient, accountId: string, id: string): Promise<void> {
+  await call(cf, `delete tunnel ${id}`, () => cf.zeroTrust.tunnels.cloudflared.delete(id, { account_id: accountId }));
+}
+
 export async function getTunnel(cf: CloudflareClient, accountId: string, id: string): Promise<Tunnel> {
   return toTunnel(await call(cf, `read tunnel ${id}`, () => cf.zeroTrust.tunnels.cloudflared.get(id, { account_id: accountId })));
 }
@@ -154,7 +204,7 @@ export async function getTunnel(cf: CloudflareClient, accountId: string, id: str
 export async function createTunnel(cf: CloudflareClient, accountId: string, name: string): Promise<Tunnel> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const t = await cf.zeroTrust.tunnels.cloudflared.create({ account_id: accountId, name, config_src: 'cloudflare' }, { maxRetries: 0 });
+      const t = await cf.zeroTrust.tunnels.cloudflared.create({ account_id: accountId, name, config_src: 'cloudflare', tunnel_secret: markedSecret() }, { maxRetries: 0 });
       // The create result carries the connector token and the tunnel secret: never let them print.
       const secrets = t as { token?: string; credentials_file?: { TunnelSecret?: string } };
       if (secrets.token) registerSecret(secrets.token);
@@ -208,7 +258,7 @@ export async function findZone(cf: CloudflareClient, domain: string): Promise<{ 
 export async function listRecords(cf: CloudflareClient, zoneId: string): Promise<DnsRecord[]> {
   const perPage = 1000;
   const records = await call(cf, `list the DNS records of zone ${zoneId}`, () => all(cf.dns.records.list({ zone_id: zoneId, per_page: perPage }), perPage));
-  return records.map((r) => ({ id: r.id, name: r.name, type: r.type, content: String(r.content ?? ''), proxied: r.proxied === true }));
+  return records.map((r) => ({ id: r.id, name: r.name, type: r.type, content: String(r.content ?? ''), proxied: r.proxied === true, comment: r.comment ?? null }));
 }
 
 /** A proxied CNAME to the tunnel: created, or (with `recordId`) overwriting that record. */
@@ -220,7 +270,7 @@ export async function putTunnelCname(cf: CloudflareClient, zoneId: string, hostn
     content: tunnelTarget(tunnelId),
     proxied: true,
     ttl: 1 as const,
-    comment: 'homelab: route of the Cloudflare Tunnel',
+    comment: RECORD_COMMENT,
   };
   if (recordId) await call(cf, `correct the DNS record ${hostname}`, () => cf.dns.records.update(recordId, body));
   else await call(cf, `create the DNS record ${hostname}`, () => cf.dns.records.create(body));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from './errors.ts';
 import type { Inventory } from './inventory-types.ts';
-import { readiness, type KubeObject } from './kube.ts';
+import { conditionOf, readiness, type KubeObject } from './kube.ts';
 import { registerSecret } from './redact.ts';
 
 /** Where `flux bootstrap` and the docs take install.yaml from. */
@@ -180,6 +180,13 @@ export function generateDeployKey(): DeployKeyPair {
   return { privateKey: pem, publicKey: `ecdsa-sha2-nistp384 ${blob.toString('base64')}\n` };
 }
 
+/** The GitHub repository of a GitRepository URL (`ssh://git@github.com/o/r`, `git@github.com:o/r.git`,
+ *  `https://github.com/o/r`), or null for another host. */
+export function githubRepoOfUrl(url: string): { owner: string; repo: string } | null {
+  const m = /^(?:ssh:\/\/git@|https:\/\/|git@)github\.com[:/]([^/]+)\/([^/]+?)(?:\.git)?\/?$/.exec(url);
+  return m ? { owner: m[1], repo: m[2] } : null;
+}
+
 /** `type base64` of an OpenSSH public key (GitHub drops the comment), or null when it is not one. */
 export function keyIdentity(key: string): string | null {
   const m = /^\s*([a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)/.exec(key);
@@ -191,11 +198,42 @@ export function keyIdentity(key: string): string | null {
 export interface SyncState {
   /** What is not Ready yet, one line each, with the controller's reason and message. */
   pending: string[];
-  /** What will not get Ready by waiting: a build of this very revision failed. */
-  stuck: string[];
+  /**
+   * What will not get Ready at this revision by waiting, each with a key naming the object and
+   * its failure: the caller acts once it has seen the same key twice.
+   */
+  terminal: { key: string; line: string }[];
 }
 
 const shortRevision = (rev: string) => rev.replace(/(sha1:[0-9a-f]{7})[0-9a-f]+$/, '$1');
+
+/**
+ * Why a Flux object will not get Ready at `revision` however long one waits, or null. From the
+ * controllers' sources (reference/flux.md):
+ * - Stalled=True: the controller itself stopped retrying (helm-controller's RetriesExceeded and
+ *   MissingRollbackTarget once install/upgrade remediation is used up, internal/reconcile/
+ *   atomic_release.go; kustomize-controller's invalid CEL expressions or denied access);
+ * - a Kustomization whose build of this revision failed (BuildFailed, lastAttemptedRevision at it);
+ * - a Kustomization whose path is not in this revision (ArtifactFailed "kustomization path not
+ *   found": checked before the controller records lastAttemptedRevision, so only the source
+ *   being at this revision ties it to the revision);
+ * - a Kustomization whose health check failed early on a stalled object (HealthCheckFailed
+ *   "failed early due to stalled resources", fluxcd/pkg ssa's fail-fast wait).
+ * DependencyNotReady, Progressing, ProgressingWithRetry, a health check still waiting or timed out
+ * (retried every retryInterval), ArtifactFailed while the source fetches: all can still pass.
+ */
+function terminalReason(o: KubeObject, revision: string, sourceCurrent: boolean): string | null {
+  const r = readiness(o);
+  if (r.ready || r.message === 'the current generation has not been reconciled yet') return null;
+  const stalled = conditionOf(o as { status?: unknown }, 'Stalled');
+  if (stalled?.status === 'True') return `Stalled (${stalled.reason ?? ''}: ${(stalled.message ?? '').trim()})`;
+  if (o.kind !== 'Kustomization' || !sourceCurrent) return null;
+  const attempted = (o.status as { lastAttemptedRevision?: string } | undefined)?.lastAttemptedRevision === revision;
+  if (r.reason === 'BuildFailed' && attempted) return 'BuildFailed';
+  if (r.reason === 'ArtifactFailed' && /^kustomization path not found/.test(r.message)) return 'ArtifactFailed';
+  if (r.reason === 'HealthCheckFailed' && attempted && /failed early due to stalled resources/.test(r.message)) return 'HealthCheckFailed';
+  return null;
+}
 
 /**
  * Pure: how far the GitRepository `flux-system` and the Kustomizations in flux-system are from
@@ -204,14 +242,19 @@ const shortRevision = (rev: string) => rev.replace(/(sha1:[0-9a-f]{7})[0-9a-f]+$
  * says nothing).
  */
 export function syncState(items: KubeObject[], revision: string): SyncState {
-  const out: SyncState = { pending: [], stuck: [] };
+  const out: SyncState = { pending: [], terminal: [] };
   const source = items.find((o) => o.kind === 'GitRepository' && o.metadata.name === 'flux-system');
   let fetched: string | undefined;
   if (!source) out.pending.push('GitRepository flux-system: missing');
   else {
     const r = readiness(source);
     fetched = ((source.status as { artifact?: { revision?: string } } | undefined)?.artifact?.revision) ?? undefined;
-    if (!r.ready) out.pending.push(`GitRepository flux-system: not Ready (${r.reason}: ${r.message})`);
+    if (!r.ready) {
+      const line = `GitRepository flux-system: not Ready (${r.reason}: ${r.message})`;
+      out.pending.push(line);
+      const terminal = terminalReason(source, revision, false);
+      if (terminal) out.terminal.push({ key: `GitRepository flux-system ${terminal}`, line });
+    }
     else if (fetched !== revision) out.pending.push(`GitRepository flux-system: at ${shortRevision(fetched ?? 'no revision')}, waiting for ${shortRevision(revision)}`);
   }
   const current = fetched === revision && source && readiness(source).ready;
@@ -237,7 +280,10 @@ export function syncState(items: KubeObject[], revision: string): SyncState {
         if (root) line += `; the cause: ${root.metadata.name} is not Ready (${readiness(root).reason}: ${readiness(root).message})`;
       }
       out.pending.push(line);
-      if (current && r.reason === 'BuildFailed' && st.lastAttemptedRevision === revision) out.stuck.push(line);
+      const terminal = terminalReason(k, revision, !!current);
+      // Not the message: kustomize-controller builds in a new temporary directory each time, whose
+      // path the message of a missing path or a failed build carries.
+      if (terminal) out.terminal.push({ key: `Kustomization ${k.metadata.name} ${terminal}`, line });
     } else if (current && fromSource && st.lastAppliedRevision !== revision) {
       out.pending.push(`Kustomization ${k.metadata.name}: applied ${shortRevision(st.lastAppliedRevision ?? 'nothing')}, waiting for ${shortRevision(revision)}`);
     }

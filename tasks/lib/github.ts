@@ -432,9 +432,13 @@ export interface DeployKey {
   read_only: boolean;
 }
 
-export async function listDeployKeys(octokit: Octokit, c: RepoCoords): Promise<DeployKey[]> {
-  const keys = await call(octokit.paginate(octokit.rest.repos.listDeployKeys, { owner: c.owner, repo: c.repo, per_page: 100 }), 'listing deploy keys', c);
+async function listDeployKeysRaw(octokit: Octokit, c: RepoCoords): Promise<DeployKey[]> {
+  const keys = await octokit.paginate(octokit.rest.repos.listDeployKeys, { owner: c.owner, repo: c.repo, per_page: 100 });
   return keys.map((k) => ({ id: k.id, title: k.title, key: k.key, read_only: k.read_only }));
+}
+
+export async function listDeployKeys(octokit: Octokit, c: RepoCoords): Promise<DeployKey[]> {
+  return call(listDeployKeysRaw(octokit, c), 'listing deploy keys', c);
 }
 
 /** Pure: how the repository's deploy keys differ from "exactly one key titled `title`, equal to `publicKey`". */
@@ -467,5 +471,47 @@ export async function syncDeployKey(octokit: Octokit, c: RepoCoords, title: stri
     }
   }
   if (keys.some((k) => k.title === title && keyIdentity(k.key) === want)) return;
-  await call(octokit.rest.repos.createDeployKey({ owner: c.owner, repo: c.repo, title, key: publicKey.trim(), read_only: true }), `adding deploy key ${title}`, c);
+  try {
+    await octokit.rest.repos.createDeployKey({ owner: c.owner, repo: c.repo, title, key: publicKey.trim(), read_only: true });
+  } catch (e) {
+    if (!keyInUse(e)) throw githubError(e, `adding deploy key ${title}`, c);
+    // Our own earlier attempt may have landed (a retried request): then the key is here.
+    if ((await listDeployKeys(octokit, c)).some((k) => k.title === title && keyIdentity(k.key) === want)) return;
+    throw new DeployKeyInUse(
+      `GitHub refuses deploy key ${title} on ${where(c)}: the key is already in use on another repository, and GitHub lets one key open ` +
+        `one repository (422 "key is already in use"). Remove it from that repository, or delete the Secret flux-system/flux-system ` +
+        `so that a new key is made, then run again.`,
+    );
+  }
+}
+
+/** The cluster's key is a deploy key of another repository (reference/github.md, "422 deploy key in use"). */
+export class DeployKeyInUse extends UserError {}
+
+function keyInUse(e: unknown): boolean {
+  const data = ((e as HttpishError)?.response?.data ?? {}) as { errors?: { message?: string }[] };
+  return statusOf(e) === 422 && (data.errors ?? []).some((x) => /key is already in use/.test(x.message ?? ''));
+}
+
+/** Delete these deploy keys (gone already is fine). */
+export async function removeDeployKeys(octokit: Octokit, c: RepoCoords, keys: DeployKey[]): Promise<void> {
+  for (const k of keys) {
+    try {
+      await octokit.rest.repos.deleteDeployKey({ owner: c.owner, repo: c.repo, key_id: k.id });
+    } catch (e) {
+      if (statusOf(e) !== 404) throw githubError(e, `deleting deploy key ${k.title}`, c);
+    }
+  }
+}
+
+export type RepoKeys = { state: 'found'; keys: DeployKey[] } | { state: 'missing' } | { state: 'unreadable'; why: string };
+
+/** A repository's deploy keys, or why they cannot be read (404: deleted, or invisible to the token). */
+export async function readDeployKeys(octokit: Octokit, c: RepoCoords): Promise<RepoKeys> {
+  try {
+    return { state: 'found', keys: await listDeployKeysRaw(octokit, c) };
+  } catch (e) {
+    if (statusOf(e) === 404) return { state: 'missing' };
+    return { state: 'unreadable', why: githubError(e, 'listing deploy keys', c).message };
+  }
 }

@@ -55,6 +55,8 @@ export interface CliRun {
   commands: CommandRecord[];
   /** Every request lab GitHub and lab Cloudflare answered for it: `STATUS METHOD PATH`. */
   requests: string[];
+  /** The faults still armed when its lab closed (those of --lab-faults live in the run only). */
+  faultsLeft: Record<string, number | '*'>;
   text(): string;
   /** The --json document. */
   json<T = JsonDoc>(): T;
@@ -82,6 +84,7 @@ export async function cli(argv: string[], o: CliOptions = {}): Promise<CliRun> {
   const err: string[] = [];
   let commands: CommandRecord[] = [];
   let requests: string[] = [];
+  let faultsLeft: Record<string, number | '*'> = {};
   const io: CliIo = {
     out: (l) => out.push(l),
     err: (l) => err.push(l),
@@ -93,6 +96,7 @@ export async function cli(argv: string[], o: CliOptions = {}): Promise<CliRun> {
       const close = l.close;
       l.close = () => {
         commands = l.hosts.commands();
+        faultsLeft = l.faults.armed();
         requests = [
           ...l.github.requests().map((r) => `${r.status} ${r.method} ${r.path}`),
           ...l.cloudflare.requests().map((r) => `${r.status} ${r.method} ${r.path}`),
@@ -111,6 +115,7 @@ export async function cli(argv: string[], o: CliOptions = {}): Promise<CliRun> {
     ms,
     commands,
     requests,
+    faultsLeft,
     text: () => [...out, ...err].join('\n'),
     json: <T>() => {
       if (out.length !== 1) throw new Error(`expected one JSON document on stdout, got ${out.length} lines:\n${out.join('\n')}\n${err.join('\n')}`);

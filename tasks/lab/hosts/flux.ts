@@ -358,6 +358,12 @@ function healthy(env: Env, o: KubeObject): boolean {
   return true;
 }
 
+function isStalled(env: Env, o: KubeObject): boolean {
+  const k = kindForObject(env.store, o.apiVersion, o.kind);
+  const live = k && getObject(env.store, k, o.metadata.namespace, o.metadata.name);
+  return !!live && [SOURCE, KUSTOMIZE, HELM].includes(groupOf(live.apiVersion)) && conditionOf(live, 'Stalled')?.status === 'True';
+}
+
 function checkDependencies(env: Env, o: KubeObject, group: string, kind: string, plural: string): string | null {
   for (const dep of (spec(o).dependsOn as Dict[]) ?? []) {
     const ns = String(dep.namespace ?? o.metadata.namespace);
@@ -408,6 +414,7 @@ async function reconcileKustomization(env: Env, key: string, ks: KubeObject): Pr
   const put = (st: Dict) => setStatus(env.store, key, { ...prev, ...st, observedGeneration: ks.metadata.generation });
   const fail = (reason: string, message: string, extra: Dict = {}) =>
     put({ ...extra, conditions: conditions(env, ks, [['Ready', 'False', reason, message]]) });
+  env.store.reconciledAt = { ...env.store.reconciledAt, [key]: env.now };
 
   const src = sourceOf(env, ks);
   if (!src.obj) {
@@ -430,7 +437,9 @@ async function reconcileKustomization(env: Env, key: string, ks: KubeObject): Pr
   if (live.metadata.annotations?.[BUILDER_ANNOTATION] !== result.builder) {
     live.metadata.annotations = { ...live.metadata.annotations, [BUILDER_ANNOTATION]: result.builder };
   }
-  if (!result.ok) return fail(result.reason, result.message, { lastAttemptedRevision: revision });
+  // kustomize-controller records the attempted revision only once the path is found in it
+  // (internal/controller/kustomization_controller.go, reconcile: os.Stat, then LastAttemptedRevision).
+  if (!result.ok) return fail(result.reason, result.message, result.reason === 'ArtifactFailed' ? {} : { lastAttemptedRevision: revision });
 
   const docs = YAML.parseAllDocuments(result.yaml).map((d) => d.toJSON() as KubeObject).filter((d) => d && typeof d === 'object');
   const objects = await substitute(env, ks, docs);
@@ -449,6 +458,13 @@ async function reconcileKustomization(env: Env, key: string, ks: KubeObject): Pr
 
   const toCheck = s.wait ? applied.objects : ((s.healthChecks as KubeObject[]) ?? []).map((h) => ({ ...h, metadata: { name: String((h as Dict).name), namespace: (h as Dict).namespace as string } }) as KubeObject);
   const pending = toCheck.filter((o) => !(o.kind === 'Kustomization' && o.metadata.name === ks.metadata.name) && !healthy(env, o));
+  // kustomize-controller waits with FailFast on (its default): an object kstatus calls Failed, a
+  // Flux object Stalled, ends the wait at once (fluxcd/pkg ssa/manager_wait.go, WaitForSetWithContext).
+  const stalled = pending.filter((o) => isStalled(env, o));
+  if (stalled.length) {
+    const err = `failed early due to stalled resources: [${stalled.map((o) => `${fmtObject(o)} status: 'Failed'`).join(', ')}]`;
+    return put({ ...base, ...handledAt, conditions: conditions(env, ks, [['Ready', 'False', 'HealthCheckFailed', err], ['Healthy', 'False', 'HealthCheckFailed', err]]) });
+  }
   if (pending.length) {
     const timeoutMs = duration(s.timeout, duration(s.interval, 600_000));
     const msg = `Running health checks for revision ${revision} with a timeout of ${goDuration(timeoutMs)}`;
@@ -482,6 +498,11 @@ function prefetchBuilds(env: Env): void {
   }
 }
 
+/** Reconciled on a new generation, while not Ready, on a `reconcile.fluxcd.io/requestedAt` it has
+ *  not handled, on a new source revision, and otherwise every `spec.interval` (kustomize-controller
+ *  requeues a success after the interval: kustomization_controller.go, `RequeueAfter:
+ *  obj.GetRequeueAfter()`): an object deleted by hand stays deleted until then. Intervals are real
+ *  time, never scaled: they are the user's settings, not the lab's delays. */
 function needsReconcile(env: Env, key: string, o: KubeObject): boolean {
   if (!due(env, key) || spec(o).suspend) return false;
   const st = status(o);
@@ -489,6 +510,7 @@ function needsReconcile(env: Env, key: string, o: KubeObject): boolean {
   if (conditionOf(o, 'Ready')?.status !== 'True') return true;
   const requested = o.metadata.annotations?.['reconcile.fluxcd.io/requestedAt'];
   if (requested && requested !== st.lastHandledReconcileAt) return true;
+  if (o.kind === 'Kustomization' && env.now - (env.store.reconciledAt?.[key] ?? 0) >= duration(spec(o).interval, 600_000)) return true;
   const revision = o.kind === 'Kustomization' ? sourceArtifactRevision(env, o) : undefined;
   return o.kind === 'Kustomization' && revision !== st.lastAppliedRevision;
 }
@@ -572,6 +594,11 @@ function reconcileHelmRelease(env: Env, key: string, hr: KubeObject): void {
   const put = (st: Dict) => setStatus(env.store, key, { ...prev, ...st, observedGeneration: hr.metadata.generation });
   const fail = (reason: string, message: string) => put({ conditions: conditions(env, hr, [['Ready', 'False', reason, message]]) });
   const ns = hr.metadata.namespace ?? 'default';
+  // Remediation used up, helm-controller tries nothing more until the HelmRelease changes
+  // (internal/reconcile/atomic_release.go: Stalled RetriesExceeded); a new generation is a new
+  // desired state, whose failures count from zero.
+  const sameGeneration = prev.lastAttemptedGeneration === hr.metadata.generation;
+  if (sameGeneration && conditionOf(hr, 'Stalled')?.status === 'True') return;
 
   const depErr = checkDependencies(env, hr, HELM, 'HelmRelease', 'helmreleases.helm.toolkit.fluxcd.io');
   if (depErr) return fail('DependencyNotReady', depErr);
@@ -592,7 +619,7 @@ function reconcileHelmRelease(env: Env, key: string, hr: KubeObject): void {
   const upgrading = history.length > 0;
   const action = upgrading ? 'upgrade' : 'install';
   const timeoutMs = duration(s.timeout, 300_000);
-  const startedAt = (env.store.changedAt[key] ?? env.now) + scaled(env.world, DELAY.fluxReconcile);
+  const startedAt = Math.max((env.store.changedAt[key] ?? env.now) + scaled(env.world, DELAY.fluxReconcile), env.store.helmAttemptAt?.[key] ?? 0);
 
   const objects = chartObjects(hr, chart, release, releaseNs);
   if (!namespaceExists(env.store, releaseNs)) {
@@ -624,7 +651,9 @@ function reconcileHelmRelease(env: Env, key: string, hr: KubeObject): void {
   if (!workloadsReady || env.now < startedAt + scaled(env.world, DELAY.helmInstall)) {
     if (env.now - startedAt > Math.max(2000, scaled(env.world, timeoutMs))) {
       const msg = `Helm ${action} failed for release ${releaseNs}/${release} with chart ${chart.name}@${chart.version}: context deadline exceeded`;
-      return put({ conditions: conditions(env, hr, [['Ready', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg], ['Released', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg]]) });
+      const failed: Cond[] = [['Ready', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg], ['Released', 'False', upgrading ? 'UpgradeFailed' : 'InstallFailed', msg]];
+      if (upgrading) return put({ conditions: conditions(env, hr, failed) });
+      return installFailed(env, key, hr, failed, sameGeneration, `${releaseNs}/${release}`, chart);
     }
     return put({
       lastAttemptedGeneration: hr.metadata.generation,
@@ -670,6 +699,26 @@ function reconcileHelmRelease(env: Env, key: string, hr: KubeObject): void {
   });
 }
 
+/**
+ * An install that failed with a release stored (a timeout): helm-controller counts it
+ * (status.installFailures, internal/reconcile/install.go) and, while `install.remediation.retries`
+ * (default 0) allows, uninstalls the release and installs again; once the count passes the
+ * retries it marks the HelmRelease Stalled, RetriesExceeded, "Failed to install after N attempt(s)"
+ * (api/v2 InstallRemediation.RetriesExhausted, internal/reconcile/atomic_release.go).
+ */
+function installFailed(env: Env, key: string, hr: KubeObject, failed: Cond[], sameGeneration: boolean, release: string, chart: Chart): void {
+  const prev = status(hr);
+  const counted = sameGeneration ? prev : {};
+  const installFailures = Number(counted.installFailures ?? 0) + 1;
+  const counts = { failures: Number(counted.failures ?? 0) + 1, installFailures, lastAttemptedGeneration: hr.metadata.generation, lastAttemptedReleaseAction: 'install' };
+  const retries = Number((((spec(hr).install as Dict | undefined)?.remediation as Dict | undefined)?.retries as number | undefined) ?? 0);
+  const put = (list: Cond[]) => setStatus(env.store, key, { ...prev, ...counts, observedGeneration: hr.metadata.generation, conditions: conditions(env, hr, list) });
+  if (installFailures > retries) return put([['Stalled', 'True', 'RetriesExceeded', `Failed to install after ${installFailures} attempt(s)`], ...failed]);
+  uninstall(env, hr);
+  env.store.helmAttemptAt = { ...env.store.helmAttemptAt, [key]: env.now };
+  put([...failed, ['Remediated', 'True', 'UninstallSucceeded', `Helm uninstall succeeded for release ${release}.v1 with chart ${chart.name}@${chart.version}`]]);
+}
+
 function hrNeedsReconcile(env: Env, key: string, o: KubeObject): boolean {
   if (!due(env, key) || spec(o).suspend) return false;
   return status(o).observedGeneration !== o.metadata.generation || conditionOf(o, 'Ready')?.status !== 'True';
@@ -685,15 +734,18 @@ function cascade(env: Env, removed: KubeObject[]): void {
       const ids = (((status(o).inventory as Dict | undefined)?.entries as { id: string }[]) ?? []).map((e) => e.id);
       cascade(env, deleteByInventory(env, o, ids));
     }
-    if (group === HELM && o.kind === 'HelmRelease') {
-      for (const [k, x] of Object.entries(env.store.objects)) {
-        const l = x.metadata.labels ?? {};
-        if (x.kind === 'CustomResourceDefinition') continue;
-        if (l['helm.toolkit.fluxcd.io/name'] === o.metadata.name && l['helm.toolkit.fluxcd.io/namespace'] === o.metadata.namespace) {
-          deleteObject(env.store, k);
-          env.changed = true;
-        }
-      }
+    if (group === HELM && o.kind === 'HelmRelease') uninstall(env, o);
+  }
+}
+
+/** `helm uninstall` of a release: its objects go, its CRDs stay (Helm never deletes CRDs). */
+function uninstall(env: Env, hr: KubeObject): void {
+  for (const [k, x] of Object.entries(env.store.objects)) {
+    const l = x.metadata.labels ?? {};
+    if (x.kind === 'CustomResourceDefinition') continue;
+    if (l['helm.toolkit.fluxcd.io/name'] === hr.metadata.name && l['helm.toolkit.fluxcd.io/namespace'] === hr.metadata.namespace) {
+      deleteObject(env.store, k);
+      env.changed = true;
     }
   }
 }

@@ -37,6 +37,12 @@ export interface KubeStore {
   requests?: Record<string, { at: number; path: string; port: number; host: string }[]>;
   /** What each Prometheus server keeps between evaluations (prometheus.ts). */
   prometheus?: Record<string, unknown>;
+  /** When the lab's Flux last reconciled each of its objects (epoch ms): the next reconcile of a
+   *  Ready one is due `spec.interval` later. */
+  reconciledAt?: Record<string, number>;
+  /** When the lab's helm-controller started its latest install attempt of each HelmRelease (epoch
+   *  ms), after remediating a failed one. */
+  helmAttemptAt?: Record<string, number>;
 }
 
 export interface KindInfo {
