@@ -39,9 +39,10 @@ function conditionsOf(o: KubeObject): Condition[] {
   return ((o.status as { conditions?: Condition[] } | undefined)?.conditions ?? []) as Condition[];
 }
 
+/** A program's last words on one line: its last three lines, long enough to keep a hint at the end. */
 function quoteMessage(m: string): string {
   const one = m.trim().split('\n').filter(Boolean).slice(-3).join(' / ');
-  return one.length > 220 ? `${one.slice(0, 217)}...` : one;
+  return one.length > 360 ? `${one.slice(0, 357)}...` : one;
 }
 
 // ---- nodes ---------------------------------------------------------------------------------------
