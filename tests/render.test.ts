@@ -88,6 +88,7 @@ const EXPECTED_PATHS = [
   'apps/production/homepage-patch.yaml',
   'apps/production/kustomization.yaml',
   'clusters/production/apps.yaml',
+  'clusters/production/flux-alerts.yaml',
   'clusters/production/flux-system/gotk-sync.yaml',
   'clusters/production/flux-system/kustomization.yaml',
   'clusters/production/infrastructure.yaml',
@@ -101,11 +102,13 @@ const EXPECTED_PATHS = [
   'infrastructure/controllers/cloudflared/networkpolicies.yaml',
   'infrastructure/controllers/cloudflared/service.yaml',
   'infrastructure/controllers/kustomization.yaml',
+  'monitoring/configs/dashboards/alerts.json',
   'monitoring/configs/dashboards/cloudflared.json',
   'monitoring/configs/dashboards/flux.json',
   'monitoring/configs/dashboards/nodes.json',
   'monitoring/configs/kustomization.yaml',
   'monitoring/configs/podmonitors.yaml',
+  'monitoring/configs/rules.test.yaml',
   'monitoring/configs/rules.yaml',
   'monitoring/controllers/kube-prometheus-stack/kustomization.yaml',
   'monitoring/controllers/kube-prometheus-stack/release.yaml',
@@ -635,7 +638,7 @@ ownership('a file the renderer no longer renders is deleted (and its empty direc
   assert.ok(exists('apps/production/kustomization.yaml'));
   assert.ok(exists('monitoring/configs/dashboards/mine.json'));
   assert.is(read('README.md'), 'my readme\n');
-  const onlyDashboards = without(without(without(smaller, 'monitoring/configs/dashboards/flux.json'), 'monitoring/configs/dashboards/cloudflared.json'), 'apps/base/homepage/config/widgets.yaml');
+  const onlyDashboards = without(without(without(without(smaller, 'monitoring/configs/dashboards/flux.json'), 'monitoring/configs/dashboards/cloudflared.json'), 'monitoring/configs/dashboards/alerts.json'), 'apps/base/homepage/config/widgets.yaml');
   fs.rmSync(path.join(out, 'monitoring/configs/dashboards/mine.json'));
   await writeRendered(out, onlyDashboards);
   assert.not.ok(exists('monitoring/configs/dashboards'), 'the emptied directory is removed');

@@ -4,7 +4,8 @@
 // strict field validation, which Flux's server-side apply uses). The field names and types follow
 // the upstream API types: k8s.io/api (core/v1, apps/v1, networking/v1, rbac/v1), fluxcd
 // source-controller api/v1, kustomize-controller api/v1, helm-controller api/v2,
-// prometheus-operator pkg/apis/monitoring/v1, sigs.k8s.io/kustomize api/types/kustomization.go.
+// notification-controller api/v1beta3, prometheus-operator pkg/apis/monitoring/v1,
+// sigs.k8s.io/kustomize api/types/kustomization.go.
 import { isIP } from 'node:net';
 
 type Scalar = 'string' | 'int' | 'bool' | 'intOrString' | 'any' | 'duration' | 'promDuration' | 'quantity' | 'cidr' | 'labelValue';
@@ -264,6 +265,42 @@ const KINDS: Record<string, { fields: Record<string, Schema>; required?: string[
         },
         ['interval'],
         ['chartRef', 'chart'],
+      ),
+    },
+    required: ['spec'],
+  },
+  // fluxcd/notification-controller api/v1beta3 provider_types.go, alert_types.go.
+  'notification.toolkit.fluxcd.io/v1beta3 Provider': {
+    fields: {
+      spec: obj(
+        {
+          type: oneOfStrings('slack', 'discord', 'msteams', 'rocket', 'generic', 'generic-hmac', 'googlechat', 'webex', 'telegram', 'matrix', 'opsgenie', 'alertmanager', 'grafana', 'pagerduty', 'datadog'),
+          channel: str,
+          username: str,
+          address: { pattern: /^https?:\/\/.+$/, what: 'an http(s):// URL' },
+          timeout: 'duration',
+          secretRef: localRef,
+          suspend: bool,
+        },
+        ['type'],
+      ),
+    },
+    required: ['spec'],
+  },
+  'notification.toolkit.fluxcd.io/v1beta3 Alert': {
+    fields: {
+      spec: obj(
+        {
+          providerRef: localRef,
+          eventSeverity: oneOfStrings('info', 'error'),
+          eventSources: list(obj({ kind: oneOfStrings('Bucket', 'GitRepository', 'Kustomization', 'HelmRelease', 'HelmChart', 'HelmRepository', 'ImageRepository', 'ImagePolicy', 'ImageUpdateAutomation', 'OCIRepository'), name: str, namespace: str, matchLabels: labels }, ['kind', 'name'])),
+          inclusionList: list(str),
+          exclusionList: list(str),
+          eventMetadata: { map: str },
+          summary: str,
+          suspend: bool,
+        },
+        ['providerRef', 'eventSources'],
       ),
     },
     required: ['spec'],

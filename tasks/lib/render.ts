@@ -13,7 +13,7 @@ import type { Inventory } from './inventory-types.ts';
 import { MissingValueError, compileTemplate, strictView, unsafeTags, type Compiled } from './render-helpers.ts';
 import { MANIFEST_PATH, isSafeRelativePath, manifestText } from './render-manifest.ts';
 import { buildView } from './render-view.ts';
-import { validateRendered, type Problem, type ValidateOptions } from './render-validate.ts';
+import { findExecutable, validateRendered, type Problem, type ValidateOptions } from './render-validate.ts';
 
 export { MANIFEST_PATH } from './render-manifest.ts';
 export { writeRendered, type WriteReport } from './render-write.ts';
@@ -142,9 +142,11 @@ export interface CheckedRender extends Rendered {
  * beside the inventory, keyed by the tree's content and the validator's own source, so a converged
  * check does not rebuild every kustomization (kubectl and yamllint cost seconds).
  */
-async function validatedKey(files: Map<string, string>): Promise<string> {
+async function validatedKey(files: Map<string, string>, opts: ValidateOptions): Promise<string> {
   const h = createHash('sha256');
-  for (const f of ['render-validate.ts', 'render-schema.ts']) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
+  for (const f of ['render-validate.ts', 'render-schema.ts', 'render-alerting.ts', 'alertmanager-compat.ts']) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
+  // A tree validated without promtool or amtool is validated again once they are installed.
+  for (const t of ['promtool', 'amtool'] as const) h.update(`${t}:${opts[t] === undefined ? findExecutable(t) : opts[t]}\0`);
   for (const [p, c] of files) h.update(`${p}\0${c}\0`);
   return h.digest('hex');
 }
@@ -154,7 +156,7 @@ export async function renderAndValidate(inv: Inventory, opts: RenderOptions & Va
   const t0 = performance.now();
   const rendered = await renderRepository(inv, opts);
   const t1 = performance.now();
-  const marker = path.join(path.dirname(inv.file), '.tasks', 'cache', 'validated', await validatedKey(rendered.files));
+  const marker = path.join(path.dirname(inv.file), '.tasks', 'cache', 'validated', await validatedKey(rendered.files, opts));
   if (existsSync(marker)) return { ...rendered, ms: { render: t1 - t0, validate: performance.now() - t1 } };
   const problems = await validateRendered(rendered.files, opts);
   const t2 = performance.now();
