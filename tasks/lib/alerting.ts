@@ -22,8 +22,8 @@ export const DESTINATIONS_SECRET = 'alertmanager-destinations';
 export const SECRET_MOUNT = `/etc/alertmanager/secrets/${DESTINATIONS_SECRET}`;
 
 export const FLUX_NAMESPACE = 'flux-system';
-/** Labels every Secret seed-alerts owns in flux-system, so one no longer wanted can be found. */
-export const FLUX_SECRET_LABELS = { 'app.kubernetes.io/managed-by': 'homelab', 'app.kubernetes.io/component': 'alert-destination' } as const;
+/** Labels every Secret seed-alerts owns, so one no longer wanted can be found and deleted. */
+export const ALERT_SECRET_LABELS = { 'app.kubernetes.io/managed-by': 'homelab', 'app.kubernetes.io/component': 'alert-destination' } as const;
 
 /** Flux notification-controller's native Provider types (api/v1beta3 provider_types.go) for our kinds.
  *  ntfy, Pushover and e-mail have none: Flux's events reach them through Alertmanager. */
@@ -73,6 +73,23 @@ export interface SecretEntry {
   url: boolean;
   /** ntfy: the severity whose message parameters are added to the topic URL. */
   ntfy?: AlertSeverity;
+}
+
+/**
+ * Why Alertmanager or notification-controller could never deliver to `value`, or undefined: the
+ * network policy lets Alertmanager out on 443 (and the SMTP ports) only, so a web destination must
+ * be HTTPS on the default port. Says nothing of the value itself: it is a secret.
+ */
+export function destinationUrlProblem(value: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return 'is not a URL';
+  }
+  if (u.protocol !== 'https:') return `is not an https:// URL (${u.protocol.replace(/:$/, '')}://)`;
+  if (u.port !== '') return `uses port ${u.port}; only 443, the HTTPS default, is open to Alertmanager`;
+  return u.hostname ? undefined : 'has no host';
 }
 
 const severities = (d: AlertDestination): AlertSeverity[] => (d.minSeverity === 'critical' ? ['critical'] : ['critical', 'warning']);
