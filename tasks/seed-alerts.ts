@@ -25,7 +25,8 @@ import {
   alertmanagerSecretEntries,
   destinationUrlProblem,
   fluxProviders,
-  ntfyUrl,
+  type SecretEntry,
+  secretValue,
 } from './lib/alerting.ts';
 
 const NAMESPACES = [ALERTMANAGER.namespace, FLUX_NAMESPACE] as const;
@@ -34,7 +35,7 @@ const NAMESPACES = [ALERTMANAGER.namespace, FLUX_NAMESPACE] as const;
 interface WantedSecret {
   namespace: string;
   name: string;
-  keys: { key: string; ref: SecretRef; url: boolean; ntfy?: 'critical' | 'warning' }[];
+  keys: SecretEntry[];
 }
 
 export interface AlertSecretsRead {
@@ -85,7 +86,7 @@ async function values(ctx: Pick<ReadContext, 'secrets' | 'inventory'>, w: Wanted
     const value = await ctx.secrets.get(k.ref);
     const problem = k.url ? destinationUrlProblem(value) : undefined;
     if (problem) invalid.push(`${k.ref} (${w.namespace}/${w.name} key ${k.key}): ${problem}`);
-    data[k.key] = k.ntfy && !problem ? ntfyUrl(value, k.ntfy) : value;
+    data[k.key] = problem ? value : secretValue(k, value);
     registerSecret(data[k.key]);
   }
   return data;

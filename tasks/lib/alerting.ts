@@ -57,10 +57,18 @@ export function durationSeconds(d: string): number {
   return s;
 }
 
-/** Watchdog fires for ever: it is resent every `interval` (Alertmanager checks at each group
- *  interval whether the repeat interval has passed, so the group interval must not exceed it). */
-function heartbeatTiming(interval: string): Timing {
-  return { groupBy: ['alertname'], groupWait: '0s', groupInterval: durationSeconds(interval) < 60 ? interval : '1m', repeatInterval: interval };
+/**
+ * Watchdog fires for ever, and must go out every `interval`. Alertmanager resends an unchanged
+ * group only at a group-interval tick, and only if the last notification is older than the repeat
+ * interval (notify/notify.go, DedupStage.needsUpdate: `entry.Timestamp.Before(now - repeat)`): a
+ * repeat interval equal to the heartbeat's would miss the tick by the few milliseconds the last
+ * send took and go out one group interval late. So the repeat interval is half a group interval
+ * short, and the heartbeat leaves on the tick at `interval` (or, for short intervals, just before).
+ */
+export function heartbeatTiming(interval: string): Timing {
+  const total = Math.max(2, Math.floor(durationSeconds(interval)));
+  const group = Math.min(60, Math.floor(total / 2));
+  return { groupBy: ['alertname'], groupWait: '0s', groupInterval: `${group}s`, repeatInterval: `${total - Math.ceil(group / 2)}s` };
 }
 
 // ---- secrets -----------------------------------------------------------------------------------------
@@ -119,6 +127,11 @@ export function alertmanagerSecretEntries(alerts: Alerts): SecretEntry[] {
   }
   if (alerts.heartbeat) out.push({ key: 'heartbeat.url', ref: alerts.heartbeat.url, url: true });
   return out;
+}
+
+/** What the Secret holds for an entry, given the value its reference resolved to. */
+export function secretValue(entry: SecretEntry, resolved: string): string {
+  return entry.ntfy ? ntfyUrl(resolved, entry.ntfy) : resolved;
 }
 
 const file = (key: string) => `${SECRET_MOUNT}/${key}`;
