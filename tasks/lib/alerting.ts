@@ -299,6 +299,19 @@ export function fluxProviders(alerts: Alerts): FluxProvider[] {
   return out;
 }
 
+// ---- health -------------------------------------------------------------------------------------------
+
+/** Alertmanager's integration name for each kind (the `integration` label of its notification
+ *  metrics: notify/<integration>), with the destinations and heartbeat that use it. */
+export function destinationsByIntegration(alerts: Alerts): Map<string, string[]> {
+  const integration: Record<AlertDestinationKind, string> = { webhook: 'webhook', ntfy: 'webhook', discord: 'discord', slack: 'slack', pushover: 'pushover', email: 'email' };
+  const out = new Map<string, string[]>();
+  const add = (i: string, name: string) => out.set(i, [...(out.get(i) ?? []), name]);
+  for (const d of alerts.destinations) add(integration[d.kind], d.name);
+  if (alerts.heartbeat) add('webhook', 'heartbeat');
+  return out;
+}
+
 // ---- network ----------------------------------------------------------------------------------------
 
 /** The TCP ports Alertmanager must reach outside the cluster: 443 for every web destination, and
