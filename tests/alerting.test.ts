@@ -308,3 +308,43 @@ promtool('a rule that fires too early, or not at all, fails its test', async () 
 });
 
 promtool.run();
+
+// ---- the command -----------------------------------------------------------------------------------
+
+const command = suite('alerting: `tasks alert-test`');
+
+async function cliRun(argv: string[], inventoryText = GOOD_INVENTORY) {
+  const { main } = await import('../tasks/index.ts');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hl-alert-test-'));
+  fs.writeFileSync(path.join(dir, 'inventory.yaml'), inventoryText);
+  const out: string[] = [];
+  const err: string[] = [];
+  try {
+    const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env: { CI: '1', LAB_TIME_SCALE: '0' }, isTTY: false, cwd: dir });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+command('is listed in the help, with its own', async () => {
+  assert.match((await cliRun(['--help'])).out, /alert-test +send one test notification through Alertmanager/);
+  assert.match((await cliRun(['alert-test', '--help'])).out, /^Usage: npx tsx tasks alert-test \[--severity critical\|warning\]/);
+});
+
+command('--severity: critical or warning, and with alert-test only', async () => {
+  const bad = await cliRun(['alert-test', '--severity', 'info']);
+  assert.is(bad.code, 1);
+  assert.match(bad.err, 'error: --severity takes critical or warning (got "info")');
+  assert.match((await cliRun(['check', 'all', '--severity', 'warning'])).err, '--severity goes with `alert-test` only');
+});
+
+command('no destination for the severity: says what to add, before touching the cluster', async () => {
+  const none_ = await cliRun(['alert-test', '--lab']);
+  assert.is(none_.code, 1);
+  assert.match(none_.err, /^error: no alert destination takes critical alerts: add one to monitoring\.alerts\.destinations in .*inventory\.yaml \(e\.g\. - ntfy: \{ url: env:NTFY_URL \}\)/);
+  const criticalOnly = await cliRun(['alert-test', '--lab', '--severity', 'warning'], withAlerts('      - discord: { webhookUrl: env:D, minSeverity: critical }\n'));
+  assert.match(criticalOnly.err, 'no alert destination takes warning alerts');
+});
+
+command.run();

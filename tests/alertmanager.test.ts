@@ -20,6 +20,8 @@ import { renderRepository } from '../tasks/lib/render.ts';
 import { findExecutable } from '../tasks/lib/render-validate.ts';
 import { alertmanagerSecretEntries, secretValue } from '../tasks/lib/alerting.ts';
 import { configOfRelease, localConfig, parseVersion } from '../tasks/lib/alertmanager-compat.ts';
+import { alertmanagerProxyPath, sendTestAlert, testAlertName } from '../tasks/lib/alert-test.ts';
+import type { Transport } from '../tasks/lib/transport.ts';
 import { alerts as withAlerts } from './fixtures/bad-inventories.ts';
 import { makeCa, startReceivers, type Received, type Receivers, type TestCa } from './helpers/alert-receivers.ts';
 import { unless } from './helpers/skip.ts';
@@ -79,6 +81,7 @@ function freePort(): Promise<number> {
 }
 
 interface Ctx {
+  inv: Inventory;
   dir: string;
   ca: TestCa;
   rx: Receivers;
@@ -97,7 +100,7 @@ e2e.before(async (ctx) => {
   if (!ca) throw new Error('openssl could not make the test CA');
   ctx.ca = ca;
   ctx.rx = await startReceivers(ca, SMTP);
-  const inv = inventory(ctx.rx.smtp.port);
+  const inv = (ctx.inv = inventory(ctx.rx.smtp.port));
   const rendered = (await renderRepository(inv)).files.get('monitoring/controllers/kube-prometheus-stack/release.yaml')!;
   const config = configOfRelease(YAML.parse(rendered));
   assert.ok(config, 'the HelmRelease carries an Alertmanager configuration');
@@ -295,6 +298,50 @@ e2e('nothing failed: Alertmanager counts no failed notification', async (ctx) =>
   assert.equal(failed, [], ctx.log.filter((l) => /level=(error|warn)/.test(l)).slice(-10).join('\n'));
   const sent = metrics.split('\n').filter((l) => /^alertmanager_notifications_total\{integration="(email|discord|pushover|slack|webhook)"\} [1-9]/.test(l));
   assert.is(sent.length, 5, sent.join('\n'));
+});
+
+/**
+ * The API server's service proxy, and nothing else of a cluster: `microk8s kubectl get|create --raw
+ * <Alertmanager's proxy path>/...` becomes the same GET or POST on the Alertmanager under test.
+ * kubectl prints the body and exits 0 on a 2xx, else `Error from server (...)` and exits 1.
+ */
+function apiServerProxy(amUrl: string): Transport {
+  const prefix = alertmanagerProxyPath('');
+  return {
+    host: 'node1',
+    describe: 'the API server proxy to a local Alertmanager',
+    stats: { connections: 1, commands: 0 },
+    reconnect: async () => {},
+    close: async () => {},
+    async exec(script, o = {}) {
+      const m = /^microk8s kubectl (get|create) --raw (\S+)( -f -)?$/.exec(script);
+      if (!m || !m[2].startsWith(prefix)) return { stdout: '', stderr: `unexpected command: ${script}\n`, exitCode: 2, durationMs: 0 };
+      const res = await fetch(amUrl + m[2].slice(prefix.length), m[1] === 'create' ? { method: 'POST', headers: { 'content-type': 'application/json' }, body: o.input } : {});
+      const text = await res.text();
+      return res.ok ? { stdout: text, stderr: '', exitCode: 0, durationMs: 0 } : { stdout: '', stderr: `Error from server (${res.statusText}): ${text}\n`, exitCode: 1, durationMs: 0 };
+    },
+  };
+}
+
+e2e('alert-test: one alert through the proxy path reaches every destination, and the counters say so', async (ctx) => {
+  const said: string[] = [];
+  const before = ctx.rx.http.length;
+  const r = await sendTestAlert(apiServerProxy(ctx.amUrl), ctx.inv, { severity: 'critical', pollMs: 250, say: (l) => said.push(l) });
+  assert.equal(Object.fromEntries(r.outcome), { discord: 'delivered', email: 'delivered', pushover: 'delivered', slack: 'delivered', webhook: 'delivered' });
+  assert.match(said[0], /^sent HomelabTestNotificationCritical to Alertmanager; waiting up to 60 s for it to notify discord, email, pushover, slack, webhook$/);
+  const hooks = ctx.rx.http.slice(before).filter((x) => x.path === '/webhook').map((x) => json<WebhookBody>(x));
+  assert.equal(hooks.map((h) => [h.receiver, h.alerts[0].labels.alertname, h.alerts[0].labels.cluster]), [['critical', testAlertName('critical'), 'production']]);
+  assert.match(hooks[0].alerts[0].annotations.summary, 'Test notification from the homelab production');
+});
+
+e2e('alert-test: a destination that answers 500 is reported as failing, the others as delivered (a warning, right after a critical test)', async (ctx) => {
+  ctx.rx.failing.add('/discord/');
+  try {
+    const r = await sendTestAlert(apiServerProxy(ctx.amUrl), ctx.inv, { severity: 'warning', waitMs: 36_000, pollMs: 250, say: () => {} });
+    assert.equal(Object.fromEntries(r.outcome), { discord: 'retrying', email: 'delivered', slack: 'delivered', webhook: 'delivered' });
+  } finally {
+    ctx.rx.failing.delete('/discord/');
+  }
 });
 
 e2e.run();

@@ -73,13 +73,17 @@ function close(server: net.Server): Promise<void> {
   });
 }
 
-function recorder(into: Received[]) {
+function recorder(into: Received[], failing: Set<string> = new Set()) {
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://receiver');
       into.push({ at: Date.now(), method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      if ([...failing].some((p) => url.pathname.startsWith(p))) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('down for the test');
+        return;
+      }
       // Discord answers a webhook with 204, Slack and ntfy with 200; Alertmanager takes any 2xx.
       res.writeHead(url.pathname.startsWith('/discord/') ? 204 : 200, { 'content-type': 'application/json' });
       res.end(url.pathname.startsWith('/discord/') ? undefined : '{"ok":true}');
@@ -90,6 +94,8 @@ function recorder(into: Received[]) {
 export interface Receivers {
   /** http://127.0.0.1:PORT, where every web destination is a path. */
   url: string;
+  /** Paths (prefixes) answered 500 from now on: a destination that is down. */
+  failing: Set<string>;
   http: Received[];
   /** Requests that came through the CONNECT proxy (Pushover's API). */
   proxied: Received[];
@@ -101,7 +107,8 @@ export interface Receivers {
 export async function startReceivers(ca: TestCa, smtpLogin: { user: string; password: string }): Promise<Receivers> {
   const got: Received[] = [];
   const proxied: Received[] = [];
-  const web = http.createServer(recorder(got));
+  const failing = new Set<string>();
+  const web = http.createServer(recorder(got, failing));
   // The TLS side of the proxy: never listens, is handed each CONNECTed socket.
   const inner = https.createServer({ key: ca.key, cert: ca.cert }, recorder(proxied));
   const proxy = http.createServer((_req, res) => res.writeHead(405).end());
@@ -119,6 +126,7 @@ export async function startReceivers(ca: TestCa, smtpLogin: { user: string; pass
   const [webPort, proxyPort, smtpPort] = await Promise.all([listen(web), listen(proxy), listen(smtp)]);
   return {
     url: `http://127.0.0.1:${webPort}`,
+    failing,
     http: got,
     proxied,
     proxyUrl: `http://127.0.0.1:${proxyPort}`,
