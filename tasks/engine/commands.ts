@@ -92,6 +92,8 @@ async function render(opts: CliOptions, io: CliIo): Promise<number> {
     `rendered ${rendered.files.size} files into ${shown}/ (render ${r} ms, validate ${v} ms): ` +
       `${report.written.length} written, ${report.unchanged.length} unchanged, ${report.deleted.length} deleted`,
   );
+  const { ALERTING_TOOLS, findExecutable } = await import('../lib/render-validate.ts');
+  for (const [tool, what] of Object.entries(ALERTING_TOOLS)) if (!findExecutable(tool)) io.err(`note: ${tool} is not installed: ${what}`);
   for (const f of report.overwrittenEdits) io.err(`warning: ${f} had been edited by hand; overwritten (the inventory and templates/ are the source)`);
   for (const f of report.keptEdited) io.err(`warning: ${f} is no longer rendered but was edited by hand; left in place and no longer owned`);
   for (const f of report.deleted) io.out(`  deleted ${f} (rendered before, not any more)`);
