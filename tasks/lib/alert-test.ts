@@ -2,8 +2,9 @@
 // phone. The alert is posted to the cluster's Alertmanager (API v2, POST /api/v2/alerts) through
 // the API server's service proxy, as Prometheus would post it; Alertmanager routes it like any
 // other alert of that severity. Whether each destination took it is read from Alertmanager's own
-// counters (alertmanager_notifications_total / _failed_total per integration, /metrics) before
-// and after, through the same proxy. Nothing here knows the lab: it runs commands on a transport.
+// counters (its /metrics: requests sent and failed per integration, notifications given up on)
+// before and after, through the same proxy. Nothing here knows the lab: it runs commands on a
+// transport.
 import type { AlertSeverity, Inventory } from './inventory-types.ts';
 import type { Transport } from './transport.ts';
 import { sh } from './shell.ts';
