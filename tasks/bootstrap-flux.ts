@@ -432,7 +432,7 @@ export function bootstrapFlux(opts: BootstrapFluxOptions = {}): Task<FluxChange,
   return {
     id: 'bootstrap-flux',
     title: 'Publish the GitOps repository and bootstrap Flux',
-    needs: ['create-tunnel', 'seed-monitoring'],
+    needs: ['create-tunnel', 'seed-monitoring', 'seed-alerts'],
     scope: 'cluster',
     secrets: (inv) => [inv.flux.github.token],
     probe,

@@ -3,7 +3,8 @@
 // workloads (`kubectl get ... -o json`), and Prometheus' scrape targets and alerts through the API
 // server's service proxy (tasks/lib/health.ts).
 // What I compare: nothing with the inventory. Every Node Ready, every workload's pods Ready, every
-// scrape target up, no alert firing but the ones that fire by design.
+// scrape target up, no alert firing but the ones that fire by design, no alert destination that
+// Alertmanager failed to reach lately (its own count, through Prometheus).
 // What I change: nothing; no task can repair a crashing pod or a dead disk by itself. `run` waits,
 // bounded, for what is still starting (a pod being created, a target not scraped yet) and then
 // reports what is left as a failure that names it, once: it never loops on it. `check` reports it
@@ -16,8 +17,11 @@ import { kubeFailure, type KubeObject } from './lib/kube.ts';
 import {
   alertProblems,
   nodeProblems,
+  notificationProblems,
+  NOTIFICATIONS_FAILED_QUERY,
   parsePrometheus,
   prometheusProxyPath,
+  prometheusQueryPath,
   targetProblems,
   workloadProblems,
   type HealthProblem,
@@ -39,6 +43,7 @@ function probe() {
     objects: sh`microk8s kubectl get ${KINDS} -A -o json`,
     targets: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/targets?state=active')}`,
     alerts: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/alerts')}`,
+    notifications: sh`microk8s kubectl get --raw ${prometheusQueryPath(NOTIFICATIONS_FAILED_QUERY)}`,
   };
 }
 
@@ -62,6 +67,8 @@ export function problems(p: Record<string, ProbeOutput>, inv: Inventory): Health
   if (!targets.ok) out.push({ subject: 'Prometheus', state: `its API cannot be read through the API server (${targets.why})`, settling: false });
   else out.push(...targetProblems(targets.data ?? [], new Map(inv.hosts.map((h) => [h.address, h.name]))));
   if (alerts.ok) out.push(...alertProblems(alerts.data ?? []));
+  const failed = parsePrometheus<Parameters<typeof notificationProblems>[0]>(p.notifications, 'result');
+  if (failed.ok) out.push(...notificationProblems(failed.data ?? [], inv.monitoring.alerts));
   return out;
 }
 

@@ -19,6 +19,7 @@ Commands:
   graph                 the task graph as Mermaid
   render --out DIR      render the GitOps repository into DIR
   status                the outcome of the last run or check
+  alert-test            send one test notification through Alertmanager to the destinations
 
 Options for every command:
   --inventory PATH      the inventory (default ./inventory.yaml)
@@ -80,12 +81,24 @@ Options:
   --out DIR             where to write (created if missing)
   --lab                 use the components the lab's runs cached
   --inventory PATH      the inventory (default ./inventory.yaml)`,
+  'alert-test': `Usage: npx tsx tasks alert-test [--severity critical|warning] [--lab] [--inventory PATH]
+
+Posts one test alert (HomelabTestNotification) to the cluster's Alertmanager through the API
+server's service proxy, as Prometheus would, so it takes the real path to monitoring.alerts'
+destinations: look at your phone. Then reads Alertmanager's own counters and says, per
+integration, whether it was delivered. Exit 0 when every destination took it, 1 otherwise.
+
+Options:
+  --severity LEVEL      critical (default: every destination, at once) or warning (those with
+                        minSeverity warning, after the warnings' group wait)
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 send it to the lab's cluster instead`,
   status: `Usage: npx tsx tasks status [--json] [--inventory PATH]
 
 Prints the outcome of the last run or check recorded in .tasks/ beside the inventory.`,
 };
 
-const COMMANDS = ['run', 'check', 'list', 'graph', 'render', 'status'] as const;
+const COMMANDS = ['run', 'check', 'list', 'graph', 'render', 'status', 'alert-test'] as const;
 type Command = (typeof COMMANDS)[number];
 
 export interface CliIo extends Output {
@@ -113,6 +126,7 @@ export interface CliOptions {
   quiet: boolean;
   report?: string;
   out?: string;
+  severity?: 'critical' | 'warning';
 }
 
 export function parseCli(argv: string[], cwd: string): CliOptions | { help: string } {
@@ -135,6 +149,7 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
         quiet: { type: 'boolean' },
         report: { type: 'string' },
         out: { type: 'string' },
+        severity: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -158,6 +173,9 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
     throw new UserError(`name the tasks to ${command}, or all: npx tsx tasks ${command} all`);
   if (command === 'run' && v.failed && words.length) throw new UserError('--failed takes no task names: it reruns what failed last time');
   if (command === 'render' && !v.out) throw new UserError('render needs --out DIR');
+  if (v.severity !== undefined && command !== 'alert-test') throw new UserError('--severity goes with `alert-test` only');
+  if (v.severity !== undefined && v.severity !== 'critical' && v.severity !== 'warning')
+    throw new UserError(`--severity takes critical or warning (got "${v.severity}")`);
   return {
     command,
     words,
@@ -173,6 +191,7 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
     quiet: !!v.quiet,
     report: v.report,
     out: v.out === undefined ? undefined : path.resolve(cwd, v.out),
+    severity: v.severity as CliOptions['severity'],
   };
 }
 

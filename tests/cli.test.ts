@@ -231,12 +231,12 @@ cli.run();
 
 const proc = suite('process');
 
-proc('`npx tsx tasks` is the CLI: list prints the seven tasks, an invalid inventory exits 1', () => {
+proc('`npx tsx tasks` is the CLI: list prints the eight tasks, an invalid inventory exits 1', () => {
   const root = path.resolve('.');
   const tsx = path.join(root, 'node_modules/.bin/tsx');
   const list = spawnSync(tsx, ['tasks', 'list'], { cwd: root, encoding: 'utf8' });
   assert.is(list.status, 0);
-  for (const id of ['prepare-host', 'install-microk8s', 'join-nodes', 'enable-addons', 'bootstrap-flux', 'create-tunnel', 'seed-monitoring'])
+  for (const id of ['prepare-host', 'install-microk8s', 'join-nodes', 'enable-addons', 'bootstrap-flux', 'create-tunnel', 'seed-monitoring', 'seed-alerts'])
     assert.ok(list.stdout.includes(id), id);
   const dir = workdir('cluster: [oops\n');
   const bad = spawnSync(tsx, [path.join(root, 'tasks'), 'check', 'all'], { cwd: dir, encoding: 'utf8' });

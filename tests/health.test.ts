@@ -9,7 +9,18 @@ import type { ProbeOutput } from '../tasks/lib/task.ts';
 import health, { healthTask, problems, type HealthChange } from '../tasks/health.ts';
 import type { ApplyContext } from '../tasks/lib/task.ts';
 
-const inv = { hosts: [{ name: 'node1', address: '192.168.1.10' }, { name: 'node2', address: '192.168.1.11' }] } as unknown as Inventory;
+const inv = {
+  hosts: [{ name: 'node1', address: '192.168.1.10' }, { name: 'node2', address: '192.168.1.11' }],
+  monitoring: {
+    alerts: {
+      destinations: [
+        { kind: 'ntfy', name: 'phone', minSeverity: 'warning', url: 'env:NTFY_URL' },
+        { kind: 'email', name: 'email', minSeverity: 'warning', to: 'me@example.com', from: 'am@example.com', smarthost: 'smtp.example.com:587' },
+      ],
+      heartbeat: { url: 'env:HEARTBEAT_URL', interval: '5m' },
+    },
+  },
+} as unknown as Inventory;
 
 const ok = (v: unknown): ProbeOutput => ({ stdout: JSON.stringify(v), stderr: '', exitCode: 0 });
 const fail = (stderr: string, exitCode = 1): ProbeOutput => ({ stdout: '', stderr, exitCode });
@@ -217,3 +228,34 @@ run('only lasting problems: reported at once, nothing is waited for', async () =
 });
 
 run.run();
+
+// ---- alert destinations (issue 15) -----------------------------------------------------------------
+
+const notify = suite('health: alert destinations Alertmanager cannot reach');
+
+/** `/api/v1/query` of NOTIFICATIONS_FAILED_QUERY, as Prometheus answers an instant vector. */
+const failedBy = (...rows: [string, string][]) =>
+  ok({ status: 'success', data: { resultType: 'vector', result: rows.map(([integration, v]) => ({ metric: { integration }, value: [1764669600.123, v] })) } });
+
+notify('the probe asks Prometheus, through the API server, for Alertmanager\'s failed notifications', () => {
+  const script = String(healthTask().probe!({ inventory: inv, host: inv.hosts[0] } as never).notifications);
+  assert.match(script, 'microk8s kubectl get --raw');
+  assert.match(script, '/api/v1/namespaces/monitoring/services/kube-prometheus-stack-prometheus:http-web/proxy/api/v1/query?query=');
+  assert.match(decodeURIComponent(script), 'increase(alertmanager_notifications_failed_total[15m])');
+});
+
+notify('nothing failed: nothing to say; failures: named by the destinations that use the integration', () => {
+  assert.equal(lines({ ...facts(), notifications: failedBy() }), []);
+  assert.equal(lines({ ...facts(), notifications: failedBy(['webhook', '3.0000000001'], ['email', '1']) }), [
+    'alert destinations phone, heartbeat (Alertmanager webhook): 3 notifications failed in the last 15 minutes: Alertmanager cannot deliver there ' +
+      '(why: microk8s kubectl logs -n monitoring alertmanager-kube-prometheus-stack-alertmanager-0; test it: npx tsx tasks alert-test)',
+    'alert destination email (Alertmanager email): 1 notification failed in the last 15 minutes: Alertmanager cannot deliver there ' +
+      '(why: microk8s kubectl logs -n monitoring alertmanager-kube-prometheus-stack-alertmanager-0; test it: npx tsx tasks alert-test)',
+  ]);
+});
+
+notify('an unreadable answer is no verdict on the destinations (the targets line already says Prometheus is unreadable)', () => {
+  assert.equal(lines({ ...facts(), notifications: fail('Error from server (ServiceUnavailable): the server is currently unable to handle the request') }), []);
+});
+
+notify.run();

@@ -232,6 +232,8 @@ const table: Record<FormatName, { good: string[]; bad: string[] }> = {
   'prometheus-duration': { good: ['15d', '2w3d', '1y', '12h30m', '500ms', '0s'], bad: ['', '15days', 'd', '3d2w', '1.5d'] },
   cron: { good: ['*/30 * * * *', '0 3 * * 1-5', '15 2 1,15 jan-jun mon', '0 0 * * 7'], bad: ['* * * *', '* * * * * *', '60 * * * *', '* 24 * * *', '* * 0 * *', '* * * 13 *', '*/0 * * * *', '@daily', '* * * * 1;rm'] },
   url: { good: ['https://grafana.example.com', 'http://10.0.0.1:3000/path?q=1'], bad: ['javascript:alert(1)', 'https://', 'ftp://x', 'https://a b', 'https://x/"'] },
+  'email-address': { good: ['me@example.com', 'alerts+homelab@mail.example.co.uk'], bad: ['me', 'me@', '@example.com', 'me@localhost', 'a b@example.com', 'me@example.com\nBcc: x@evil.com'] },
+  smarthost: { good: ['smtp.example.com:587', '192.168.1.5:25', '[fe80::1]:465'], bad: ['smtp.example.com', 'smtp.example.com:0', 'smtp.example.com:70000', 'a b:25', ':25', 'smtp:25:1'] },
   text: { good: ['Homelab', 'Tableau de bord {{ }}', 'Dashboards — été'], bad: ['a\nb', 'a\tb', 'a\u0000b', 'a\u2028b', 'a\u009bb'] },
 };
 

@@ -96,6 +96,7 @@ const EXPECTED_PATHS = [
   'apps/production/homepage-patch.yaml',
   'apps/production/kustomization.yaml',
   'clusters/production/apps.yaml',
+  'clusters/production/flux-alerts.yaml',
   'clusters/production/flux-system/gotk-sync.yaml',
   'clusters/production/flux-system/kustomization.yaml',
   'clusters/production/infrastructure.yaml',
@@ -109,11 +110,13 @@ const EXPECTED_PATHS = [
   'infrastructure/controllers/cloudflared/networkpolicies.yaml',
   'infrastructure/controllers/cloudflared/service.yaml',
   'infrastructure/controllers/kustomization.yaml',
+  'monitoring/configs/dashboards/alerts.json',
   'monitoring/configs/dashboards/cloudflared.json',
   'monitoring/configs/dashboards/flux.json',
   'monitoring/configs/dashboards/nodes.json',
   'monitoring/configs/kustomization.yaml',
   'monitoring/configs/podmonitors.yaml',
+  'monitoring/configs/rules.test.yaml',
   'monitoring/configs/rules.yaml',
   'monitoring/controllers/kube-prometheus-stack/kustomization.yaml',
   'monitoring/controllers/kube-prometheus-stack/release.yaml',
@@ -535,9 +538,9 @@ validate('the validation cache is keyed by the installed versions of the schema 
   }
   const { files } = await renderRepository(example());
   const key = await validatedKey(files);
-  assert.is(key, await validatedKey(files, versions));
+  assert.is(key, await validatedKey(files, {}, versions));
   const upgraded = versions.map((v) => (v.startsWith('@kubernetes-models/flux-cd@') ? '@kubernetes-models/flux-cd@99.0.0' : v));
-  assert.is.not(key, await validatedKey(files, upgraded));
+  assert.is.not(key, await validatedKey(files, {}, upgraded));
 });
 
 validate('kustomization.yaml: an unknown field and a secretGenerator are problems without kubectl too', async () => {
@@ -851,7 +854,7 @@ ownership('a file the renderer no longer renders is deleted (and its empty direc
   assert.ok(exists('apps/production/kustomization.yaml'));
   assert.ok(exists('monitoring/configs/dashboards/mine.json'));
   assert.is(read('README.md'), 'my readme\n');
-  const onlyDashboards = without(without(without(smaller, 'monitoring/configs/dashboards/flux.json'), 'monitoring/configs/dashboards/cloudflared.json'), 'apps/base/homepage/config/widgets.yaml');
+  const onlyDashboards = without(without(without(without(smaller, 'monitoring/configs/dashboards/flux.json'), 'monitoring/configs/dashboards/cloudflared.json'), 'monitoring/configs/dashboards/alerts.json'), 'apps/base/homepage/config/widgets.yaml');
   fs.rmSync(path.join(out, 'monitoring/configs/dashboards/mine.json'));
   await writeRendered(out, onlyDashboards);
   assert.not.ok(exists('monitoring/configs/dashboards'), 'the emptied directory is removed');

@@ -146,6 +146,7 @@ permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstra
       'enable-addons@-:changed',
       'create-tunnel@-:failed',
       'seed-monitoring@-:changed',
+      'seed-alerts@-:ok',
       'bootstrap-flux@-:skipped',
     ]);
     const byTask = Object.fromEntries(doc.tasks.map((t) => [t.task, t]));

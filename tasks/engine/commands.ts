@@ -23,6 +23,8 @@ export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
       return status(opts, io);
     case 'render':
       return render(opts, io);
+    case 'alert-test':
+      return alertTest(opts, io);
     case 'run':
     case 'check':
       return converge(opts, io);
@@ -91,6 +93,8 @@ async function render(opts: CliOptions, io: CliIo): Promise<number> {
     `rendered ${rendered.files.size} files into ${shown}/ (render ${r} ms, validate ${v} ms): ` +
       `${report.written.length} written, ${report.unchanged.length} unchanged, ${report.deleted.length} deleted`,
   );
+  const { ALERTING_TOOLS, findExecutable } = await import('../lib/render-validate.ts');
+  for (const [tool, what] of Object.entries(ALERTING_TOOLS)) if (!findExecutable(tool)) io.err(`note: ${tool} is not installed: ${what}`);
   for (const f of report.overwrittenEdits) io.err(`warning: ${f} had been edited by hand; overwritten (the inventory and templates/ are the source)`);
   for (const f of report.keptEdited) io.err(`warning: ${f} is no longer rendered but was edited by hand; left in place and no longer owned`);
   for (const f of report.deleted) io.out(`  deleted ${f} (rendered before, not any more)`);
@@ -247,4 +251,46 @@ async function realEnvironment(
     apis: createApis(inventory, secrets),
     transportFor: (host: HostSpec) => new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout }),
   };
+}
+
+/** `alert-test`: one notification through the cluster's Alertmanager (tasks/lib/alert-test.ts). */
+async function alertTest(opts: CliOptions, io: CliIo): Promise<number> {
+  const { loadInventory, firstControlPlane } = await import('../lib/inventory.ts');
+  const inventory = loadInventory(opts.inventory);
+  const { sendTestAlert } = await import('../lib/alert-test.ts');
+  const { destinationsByIntegration } = await import('../lib/alerting.ts');
+  const host = firstControlPlane(inventory);
+  let transport: Transport;
+  let close = async () => {};
+  if (opts.lab) {
+    const { startLabSession } = await import('../lab/session.ts');
+    const lab = await startLabSession(inventory, { env: io.env });
+    io.onLab?.(lab);
+    io.out(lab.banner);
+    transport = lab.transportFor(host);
+    close = () => lab.close();
+  } else {
+    const { SshTransport } = await import('../lib/transport-ssh.ts');
+    transport = new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout });
+  }
+  try {
+    const severity = opts.severity ?? 'critical';
+    const { outcome } = await sendTestAlert(transport, inventory, { severity, say: (l) => io.out(`[cluster] alert-test: ${l}`) });
+    const names = destinationsByIntegration({ ...inventory.monitoring.alerts, heartbeat: undefined });
+    const words = { delivered: 'delivered', failed: 'failed: Alertmanager gave up after its retries', retrying: 'failing: Alertmanager is still retrying', 'not attempted': 'not attempted yet' };
+    for (const [integration, o] of outcome) io.out(`  ${integration} (${names.get(integration)?.join(', ')}): ${words[o]}`);
+    const bad = [...outcome.values()].filter((o) => o !== 'delivered').length;
+    if (bad) {
+      io.err(
+        `error: ${bad} of ${outcome.size} integrations did not take the test notification; Alertmanager's log says why: ` +
+          'microk8s kubectl logs -n monitoring alertmanager-kube-prometheus-stack-alertmanager-0 (on the first control plane)',
+      );
+      return 1;
+    }
+    io.out(`every destination took it: look for "Test notification from the homelab ${inventory.cluster.name}"`);
+    return 0;
+  } finally {
+    await transport.close();
+    await close();
+  }
 }

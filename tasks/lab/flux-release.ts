@@ -48,6 +48,11 @@ const CRDS: [Controller, string, string, string, string[], string][] = [
   ['source-controller', 'source.toolkit.fluxcd.io', 'OCIRepository', 'ocirepositories', ['ocirepo'], 'v1'],
   ['kustomize-controller', 'kustomize.toolkit.fluxcd.io', 'Kustomization', 'kustomizations', ['ks'], 'v1'],
   ['helm-controller', 'helm.toolkit.fluxcd.io', 'HelmRelease', 'helmreleases', ['hr'], 'v2'],
+  // fluxcd/notification-controller config/crd/bases: Alert and Provider are stored as v1beta3
+  // (notification-controller v1.9, Flux 2.9), Receiver as v1.
+  ['notification-controller', 'notification.toolkit.fluxcd.io', 'Alert', 'alerts', [], 'v1beta3'],
+  ['notification-controller', 'notification.toolkit.fluxcd.io', 'Provider', 'providers', [], 'v1beta3'],
+  ['notification-controller', 'notification.toolkit.fluxcd.io', 'Receiver', 'receivers', [], 'v1'],
 ];
 
 const INSTANCE = { 'app.kubernetes.io/instance': 'flux-system', 'app.kubernetes.io/part-of': 'flux' };

@@ -16,6 +16,7 @@ import { startLabGitHub, type LabGitHub } from './github.ts';
 import { findRepo, Store } from './github-store.ts';
 import { startLabCloudflare, type LabCloudflare } from './cloudflare.ts';
 import { startLabFluxReleases, type LabFluxReleases } from './flux-release.ts';
+import { alertmanagerSecretEntries, fluxProviders } from '../lib/alerting.ts';
 
 export interface LabSessionOptions {
   /** Default: `.lab/` beside the inventory. */
@@ -138,13 +139,20 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
     ...(armed.persistent ? [`     faults armed until cleared (npx tsx scripts/lab.ts faults clear): ${armed.persistent}`] : []),
   ].join('\n');
 
+  const alerts = inventory.monitoring.alerts;
+  const urlRefs = new Set<SecretRef>([...alertmanagerSecretEntries(alerts).filter((e) => e.url).map((e) => e.ref), ...fluxProviders(alerts).map((p) => p.ref)]);
   let closed: Promise<void> | null = null;
   return {
     dir,
     banner,
     endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fluxReleasesUrl: fluxReleases.url, fast: true },
     transportFor: (h) => hosts.transport(h.name, { maxTimeoutMs: capS === undefined ? undefined : capS * 1000 }),
-    fakeSecret: (ref) => `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`,
+    fakeSecret: (ref) => {
+      const name = `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`;
+      // An alert destination's URL must look like one (seed-alerts refuses what Alertmanager could
+      // never reach); .invalid never resolves (RFC 2606), so nothing leaves the machine.
+      return urlRefs.has(ref) ? `https://${name}.invalid/` : name;
+    },
     retryBaseMs: 20,
     hosts,
     github,

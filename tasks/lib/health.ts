@@ -4,7 +4,9 @@
 // web/api/v1/api.go) through the API server's service proxy. Pure: parsers of what the probes
 // print, and the problems found, in words.
 import type { ProbeOutput } from './task.ts';
+import type { Alerts } from './inventory-types.ts';
 import { kubeFailure, type Condition, type KubeObject } from './kube.ts';
+import { ALERTMANAGER, destinationsByIntegration } from './alerting.ts';
 
 /** The chart's Prometheus Service and its web port (kube-prometheus-stack, release kube-prometheus-stack). */
 export const PROMETHEUS = { namespace: 'monitoring', service: 'kube-prometheus-stack-prometheus', port: 'http-web' } as const;
@@ -192,6 +194,42 @@ export function alertProblems(alerts: Alert[]): HealthProblem[] {
     out.push({
       subject: `alert ${name}${about ? ` {${about}}` : ''}`,
       state: `firing${a.labels?.severity ? ` (${a.labels.severity})` : ''}${a.activeAt ? ` since ${a.activeAt}` : ''}${summary ? `: ${quoteMessage(summary)}` : ''}`,
+      settling: false,
+    });
+  }
+  return out;
+}
+
+// ---- alert destinations ------------------------------------------------------------------------------
+
+/** An instant query of Prometheus' HTTP API (`/api/v1/query`), through the same proxy. */
+export function prometheusQueryPath(query: string): string {
+  return prometheusProxyPath(`/api/v1/query?query=${encodeURIComponent(query)}`);
+}
+
+/** Alertmanager's count of notifications it gave up on (notify/metrics.go: after its retries),
+ *  per integration, over the last 15 minutes: a destination that cannot be reached from the cluster. */
+export const NOTIFICATIONS_FAILED_QUERY = 'sum by (integration) (increase(alertmanager_notifications_failed_total[15m])) > 0';
+
+interface Sample {
+  metric?: Record<string, string>;
+  value?: [number, string];
+}
+
+/** Each integration with failed notifications, worded with the inventory's destinations that use it. */
+export function notificationProblems(samples: Sample[], alerts: Alerts): HealthProblem[] {
+  const names = destinationsByIntegration(alerts);
+  const out: HealthProblem[] = [];
+  for (const s of samples) {
+    const integration = s.metric?.integration ?? 'unknown';
+    const count = Math.round(Number(s.value?.[1] ?? 0));
+    if (!(count > 0)) continue;
+    const who = names.get(integration);
+    out.push({
+      subject: `alert destination${who && who.length > 1 ? 's' : ''} ${who?.join(', ') ?? integration} (Alertmanager ${integration})`,
+      state:
+        `${count} notification${count === 1 ? '' : 's'} failed in the last 15 minutes: Alertmanager cannot deliver there ` +
+        `(why: microk8s kubectl logs -n ${ALERTMANAGER.namespace} alertmanager-${ALERTMANAGER.service}-0; test it: npx tsx tasks alert-test)`,
       settling: false,
     });
   }

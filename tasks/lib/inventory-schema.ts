@@ -149,6 +149,15 @@ function checkCron(value: string): string | undefined {
   return undefined;
 }
 
+function checkSmarthost(value: string): string | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):([0-9]{1,5})$/.exec(value);
+  if (!m) return 'expected HOST:PORT';
+  const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
+  if (!(isIPv4(host) || isIPv6(host) || isDnsName(host))) return `${m[1]} is not a host name or address`;
+  if (Number(m[2]) < 1 || Number(m[2]) > 65535) return 'the port must be 1-65535';
+  return undefined;
+}
+
 function checkUrl(value: string): string | undefined {
   try {
     const url = new URL(value);
@@ -272,6 +281,16 @@ export const FORMATS = {
     pattern: /^https?:\/\/[^\s"'<>\\^`{|}]+$/,
     check: checkUrl,
   },
+  // What Alertmanager's email_configs take (net/mail ParseAddress of a bare address).
+  'email-address': {
+    expected: 'an e-mail address like me@example.com',
+    pattern: /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/,
+  },
+  // Alertmanager's `smarthost`: HOST:PORT, the port required (config.HostPort).
+  smarthost: {
+    expected: 'an SMTP server HOST:PORT like smtp.example.com:587',
+    check: checkSmarthost,
+  },
   text: {
     expected: 'text without control characters or line breaks',
     check: (v: string) => (NO_CONTROL.test(v) ? '' : undefined),
@@ -354,6 +373,77 @@ const addon: JsonSchema = {
     },
   ],
 };
+
+/** One kind of alert destination: its own settings plus a name and the least severity it gets. */
+function destination(description: string, properties: Record<string, JsonSchema>, required: string[]): JsonSchema {
+  return obj(
+    description,
+    {
+      name: str('name', 'Names this destination (its Secret keys, its Flux Provider). Default: its kind, then kind-2, kind-3 for more of the same kind.'),
+      minSeverity: {
+        type: 'string',
+        enum: ['warning', 'critical'],
+        default: 'warning',
+        description: 'The least severe alerts it gets: warning (critical ones at once, warnings grouped) or critical (critical ones only). Default warning.',
+      },
+      ...properties,
+    },
+    required,
+  );
+}
+
+const alertDestination: JsonSchema = {
+  type: 'object',
+  description: 'Where alerts go: a one-key mapping from the kind of destination to its settings, like - ntfy: { url: env:NTFY_URL }.',
+  minProperties: 1,
+  maxProperties: 1,
+  additionalProperties: false,
+  properties: {
+    webhook: destination('A generic webhook: Alertmanager posts its JSON (version 4) to the URL.', { url: secret('The https:// URL to post to.') }, ['url']),
+    ntfy: destination(
+      'An ntfy topic (ntfy.sh or your own server, v2.10 or newer for message templates).',
+      { url: secret('The topic URL, like https://ntfy.sh/my-secret-topic (add ?auth=... if your server needs a token).') },
+      ['url'],
+    ),
+    discord: destination('A Discord channel webhook.', { webhookUrl: secret('The webhook URL (Server Settings › Integrations › Webhooks).') }, ['webhookUrl']),
+    slack: destination(
+      'A Slack incoming webhook.',
+      {
+        webhookUrl: secret('The incoming webhook URL (https://hooks.slack.com/services/...).'),
+        channel: text('The channel, like #alerts. Default: the webhook\'s own channel.'),
+      },
+      ['webhookUrl'],
+    ),
+    pushover: destination(
+      'Pushover notifications to your devices.',
+      { userKey: secret('Your Pushover user key.'), token: secret('The API token of a Pushover application you created.') },
+      ['userKey', 'token'],
+    ),
+    email: destination(
+      'E-mail through an SMTP server (STARTTLS, or TLS on port 465).',
+      {
+        to: str('email-address', 'Who gets the mail.'),
+        from: str('email-address', 'The sender address.'),
+        smarthost: str('smarthost', 'The SMTP server, like smtp.example.com:587.'),
+        username: text('The SMTP user name, if the server wants one.'),
+        password: secret('The SMTP password (with username).'),
+      },
+      ['to', 'from', 'smarthost'],
+    ),
+  },
+};
+
+const alerts = obj('Alerts that reach a person: where Alertmanager and Flux send them, and the dead man\'s switch.', {
+  destinations: list(alertDestination, 'Where alerts go. Default none (alerts are only visible in Grafana and Alertmanager).', { default: [] }),
+  heartbeat: obj(
+    'The dead man\'s switch: the always-firing Watchdog alert, sent to a heartbeat URL (healthchecks.io style) so that its silence alarms you.',
+    {
+      url: secret('The heartbeat (ping) URL.'),
+      interval: str('prometheus-duration', 'How often it is sent: set the heartbeat service\'s period to this. Default 5m.', { default: '5m' }),
+    },
+    ['url'],
+  ),
+});
 
 export const inventorySchema: JsonSchema = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -457,6 +547,7 @@ export const inventorySchema: JsonSchema = {
         retention: str('prometheus-duration', 'How long Prometheus keeps data. Default 15d.', { default: '15d' }),
         storage: str('quantity', 'Prometheus volume size. Default 20Gi.', { default: '20Gi' }),
         grafana: obj('Grafana.', { adminPassword: secret('The Grafana admin password.') }, ['adminPassword']),
+        alerts,
       },
       ['grafana'],
     ),

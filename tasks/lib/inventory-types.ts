@@ -17,6 +17,31 @@ export interface HostSpec {
 
 export type Addon = { name: string; args?: string };
 
+export type AlertSeverity = 'warning' | 'critical';
+
+interface DestinationBase {
+  /** Unique among the destinations: the kind, numbered from the second of a kind, unless named. */
+  name: string;
+  minSeverity: AlertSeverity;
+}
+
+export type AlertDestination = DestinationBase &
+  (
+    | { kind: 'webhook'; url: SecretRef }
+    | { kind: 'ntfy'; url: SecretRef }
+    | { kind: 'discord'; webhookUrl: SecretRef }
+    | { kind: 'slack'; webhookUrl: SecretRef; channel?: string }
+    | { kind: 'pushover'; userKey: SecretRef; token: SecretRef }
+    | { kind: 'email'; to: string; from: string; smarthost: string; username?: string; password?: SecretRef }
+  );
+
+export type AlertDestinationKind = AlertDestination['kind'];
+
+export interface Alerts {
+  destinations: AlertDestination[];
+  heartbeat?: { url: SecretRef; interval: string };
+}
+
 export interface Inventory {
   /** Absolute path of the inventory file (for messages and for resolving file: secrets and .env). */
   file: string;
@@ -41,7 +66,7 @@ export interface Inventory {
     apiToken: SecretRef;
     routes: { hostname: string; service: string }[];
   };
-  monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef } };
+  monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef }; alerts: Alerts };
   apps: {
     homepage: {
       title: string;

@@ -8,7 +8,7 @@ import { CST, Composer, Lexer, LineCounter, Parser, isAlias, isMap, isScalar, is
 import type { Alias, Node as YamlNode, YAMLMap, YAMLSeq } from 'yaml';
 import { InventoryError, UserError, type InventoryProblem } from './errors.ts';
 import { FORMATS, formatProblem, inventorySchema, type JsonSchema, type JsonType } from './inventory-schema.ts';
-import type { Addon, HostSpec, Inventory, Role } from './inventory-types.ts';
+import type { Addon, AlertDestination, HostSpec, Inventory, Role } from './inventory-types.ts';
 
 export { inventorySchema };
 
@@ -477,6 +477,7 @@ function crossChecks(value: unknown, w: Walker): void {
   checkAddons(arr(rec(inv.microk8s).addons), w);
   checkRoutes(inv, w);
   checkFluxKubernetes(inv, w);
+  checkAlerts(rec(rec(inv.monitoring).alerts), w);
 }
 
 function checkHosts(hosts: unknown, w: Walker): void {
@@ -555,11 +556,45 @@ function checkFluxKubernetes(inv: Record<string, unknown>, w: Walker): void {
     w.reportPath(['microk8s', 'channel'], `Flux ${str(rec(inv.flux).version)} needs Kubernetes 1.33 or newer; pick a channel like 1.34/stable`);
 }
 
+/** Names the dead man's switch and the Alertmanager relay Provider already use. */
+const RESERVED_DESTINATION_NAMES = new Set(['heartbeat', 'alertmanager']);
+
+/** Destination names as complete() assigns them: explicit, else the kind, numbered from the second. */
+function destinationNames(raw: RawDestination[]): string[] {
+  const seen = new Map<string, number>();
+  return raw.map((d) => {
+    const [kind, settings] = Object.entries(d)[0] ?? ['', {}];
+    const count = (seen.get(kind) ?? 0) + 1;
+    seen.set(kind, count);
+    return typeof settings?.name === 'string' ? settings.name : count === 1 ? kind : `${kind}-${count}`;
+  });
+}
+
+function checkAlerts(alerts: Record<string, unknown>, w: Walker): void {
+  const raw = arr(alerts.destinations);
+  if (raw.some((d) => Object.keys(rec(d)).length !== 1)) return;
+  const names = destinationNames(raw as RawDestination[]);
+  const first = new Map<string, number>();
+  names.forEach((name, i) => {
+    const [kind, settings] = Object.entries(rec(raw[i]))[0];
+    const at = ['monitoring', 'alerts', 'destinations', i, kind, ...(rec(settings).name === undefined ? [] : ['name'])];
+    if (RESERVED_DESTINATION_NAMES.has(name)) w.reportPath(at, `the name ${name} is taken (by the ${name === 'heartbeat' ? "dead man's switch" : 'Flux relay to Alertmanager'}); give this destination another name`);
+    const j = first.get(name);
+    if (j !== undefined) w.reportPath(at, `destination name ${name} is already used by monitoring.alerts.destinations[${j}]; give one of them another name: ${kind}: { name: ..., ... }`);
+    else first.set(name, i);
+    const s = rec(settings);
+    if (kind === 'email' && (s.username === undefined) !== (s.password === undefined))
+      w.reportPath(at.slice(0, 5), 'username and password go together: give both (SMTP AUTH) or neither');
+  });
+}
+
 // ---- the validated inventory ----
 
 type RawAddon = string | Record<string, string>;
-type RawInventory = Omit<Inventory, 'file' | 'microk8s'> & {
+type RawDestination = Record<string, Record<string, unknown>>;
+type RawInventory = Omit<Inventory, 'file' | 'microk8s' | 'monitoring'> & {
   microk8s: Omit<Inventory['microk8s'], 'addons'> & { addons: RawAddon[] };
+  monitoring: Omit<Inventory['monitoring'], 'alerts'> & { alerts: Omit<Inventory['monitoring']['alerts'], 'destinations'> & { destinations: RawDestination[] } };
 };
 
 function complete(raw: RawInventory, file: string): Inventory {
@@ -568,7 +603,14 @@ function complete(raw: RawInventory, file: string): Inventory {
     const [name, args] = Object.entries(a)[0];
     return { name, args };
   });
-  return { file, ...raw, microk8s: { ...raw.microk8s, addons } };
+  const rawDestinations = raw.monitoring.alerts.destinations;
+  const names = destinationNames(rawDestinations);
+  const destinations = rawDestinations.map((d, i): AlertDestination => {
+    const [kind, settings] = Object.entries(d)[0];
+    return { ...settings, kind, name: names[i] } as AlertDestination;
+  });
+  const monitoring = { ...raw.monitoring, alerts: { ...raw.monitoring.alerts, destinations } };
+  return { file, ...raw, microk8s: { ...raw.microk8s, addons }, monitoring };
 }
 
 export function hostsWithRole(inventory: Inventory, role: Role): HostSpec[] {

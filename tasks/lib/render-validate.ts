@@ -2,7 +2,8 @@
 // every kustomization.yaml builds with `kubectl kustomize`, every object (as written, and as
 // kustomize builds it) matches its kind's schema (render-schemas.ts) and the repository's rules (no
 // NodePort or LoadBalancer, no host ports, no Secret values), every file a kustomization names
-// exists and every manifest is named by one, and yamllint is clean.
+// exists and every manifest is named by one, and yamllint is clean. Alerting rules pass their unit
+// tests (promtool) and Alertmanager's configuration its check (amtool): render-alerting.ts.
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -11,11 +12,12 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { kustomizationProblems } from './render-kustomization.ts';
 import { loadSchemas, type SchemaChecks } from './render-schemas.ts';
+import { checkAlertmanagerConfigs, checkRuleTests, isRuleTest } from './render-alerting.ts';
 
 export interface Problem {
   /** Repository path of the file (or the directory kustomize built). */
   file: string;
-  check: 'yaml' | 'json' | 'layout' | 'schema' | 'policy' | 'kustomize' | 'yamllint';
+  check: 'yaml' | 'json' | 'layout' | 'schema' | 'policy' | 'kustomize' | 'yamllint' | 'promtool' | 'amtool';
   message: string;
 }
 
@@ -26,7 +28,19 @@ export interface ValidateOptions {
   yamllint?: string | null;
   /** Concurrent builds when the one combined build fails and each kustomization is built alone. */
   concurrency?: number;
+  /** promtool to run the rule tests with; null skips them. Default: promtool on the PATH, if any. */
+  promtool?: string | null;
+  /** amtool to check Alertmanager's configuration with; null skips it. Default: amtool on the PATH, if any. */
+  amtool?: string | null;
+  /** Told about each check skipped because its tool is not installed. */
+  note?(message: string): void;
 }
+
+/** What each optional tool checks, and where it comes from, for the note when it is missing. */
+export const ALERTING_TOOLS = {
+  promtool: 'the alerting rules\' unit tests (promtool test rules) were not run: install Debian\'s prometheus package',
+  amtool: 'Alertmanager\'s configuration was not checked (amtool check-config): install Debian\'s prometheus-alertmanager package',
+} as const;
 
 /** Flux's install manifest: Flux's objects, not ours, and added only when the repository is published. */
 const FLUX_COMPONENTS = /(^|\/)flux-system\/gotk-components\.yaml$/;
@@ -197,6 +211,8 @@ function layout(files: Map<string, string>, docs: Map<string, unknown[]>, proble
   for (const file of docs.keys()) {
     const base = path.posix.basename(file);
     if (base === KUSTOMIZATION || file === YAMLLINT_CONFIG || inputs.has(file) || FLUX_COMPONENTS.test(file)) continue;
+    // promtool's tests beside the rules: kustomize applies only what kustomization.yaml lists.
+    if (isRuleTest(file, docs.get(file) ?? []) && kustomizationDirs.has(path.posix.dirname(file))) continue;
     const dir = path.posix.dirname(file);
     if (listed.has(file) || !kustomizationDirs.has(dir)) objects.push(file);
     else problems.push({ file, check: 'layout', message: `not listed in ${dir}/${KUSTOMIZATION}: Flux would not apply it` });
@@ -288,6 +304,15 @@ async function yamllint(root: string, files: Map<string, string>, exe: string, p
 export async function validateRendered(files: Map<string, string>, opts: ValidateOptions = {}): Promise<Problem[]> {
   const { docs, problems } = parseAll(files);
   const { objects, roots } = layout(files, docs, problems);
+  const tool = (name: keyof typeof ALERTING_TOOLS) => {
+    const exe = opts[name] === undefined ? findExecutable(name) : opts[name];
+    if (!exe) opts.note?.(ALERTING_TOOLS[name]);
+    return exe;
+  };
+  const promtool = tool('promtool');
+  const amtool = tool('amtool');
+  const alerting = Promise.all([promtool ? checkRuleTests(files, docs, promtool) : [], amtool ? checkAlertmanagerConfigs(docs, amtool) : []]);
+
   const kubectl = opts.kubectl === undefined ? findExecutable('kubectl') : opts.kubectl;
   const lint = opts.yamllint === undefined ? findExecutable('yamllint') : opts.yamllint;
   // kubectl and yamllint run in processes of their own: they start first and run while loading the
@@ -303,6 +328,7 @@ export async function validateRendered(files: Map<string, string>, opts: Validat
   } finally {
     await tools;
   }
+  for (const found of await alerting) external.push(...found);
   return [...problems, ...external];
 }
 

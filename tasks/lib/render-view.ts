@@ -3,6 +3,7 @@
 // duration format) computed here, where it can be tested, instead of in Handlebars. Secret
 // references are left out entirely: a template cannot print what it is never given.
 import type { Inventory } from './inventory-types.ts';
+import { ALERTMANAGER_ALERTS_URL, DESTINATIONS_SECRET, alertmanagerRouting, alertmanagerSecretEntries, egressPorts, fluxProviders } from './alerting.ts';
 
 /** A Service this repository deploys, as a tunnel route names it (`http://SERVICE.NAMESPACE:PORT`). */
 interface KnownService {
@@ -234,6 +235,10 @@ function homepageServices(inv: Inventory, targets: RouteTarget[]): { group: stri
   return groups;
 }
 
+function alertmanagerSecrets(inv: Inventory): string[] {
+  return alertmanagerSecretEntries(inv.monitoring.alerts).length ? [DESTINATIONS_SECRET] : [];
+}
+
 export function buildView(inv: Inventory) {
   const targets = inv.tunnel.routes.map((r) => routeTarget(r.service));
   const homepageHosts = inv.tunnel.routes
@@ -266,7 +271,15 @@ export function buildView(inv: Inventory) {
       podNetwork: POD_NETWORK,
       grafanaUrl: grafanaRoute ? `https://${grafanaRoute.hostname}` : null,
       tunnelIngress: tunnelIngress(targets, 'monitoring'),
+      alertmanager: {
+        // Mounted only when there is something in it: a Secret that does not exist would keep
+        // Alertmanager's pod from starting.
+        secrets: alertmanagerSecrets(inv),
+        ...alertmanagerRouting(inv.monitoring.alerts),
+        egressPorts: egressPorts(inv.monitoring.alerts),
+      },
     },
+    fluxAlerts: { relayUrl: ALERTMANAGER_ALERTS_URL, providers: fluxProviders(inv.monitoring.alerts) },
     homepage: {
       title: inv.apps.homepage.title,
       // Kubernetes expands $(VAR) in env values; `$$` keeps a literal dollar sign.

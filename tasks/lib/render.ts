@@ -14,14 +14,14 @@ import { MissingValueError, compileTemplate, strictView, unsafeTags, type Compil
 import { MANIFEST_PATH, isSafeRelativePath, manifestText } from './render-manifest.ts';
 import { buildView } from './render-view.ts';
 import { schemaPackageVersions } from './render-schemas.ts';
-import { validateRendered, type Problem, type ValidateOptions } from './render-validate.ts';
+import { findExecutable, validateRendered, type Problem, type ValidateOptions } from './render-validate.ts';
 
 export { MANIFEST_PATH } from './render-manifest.ts';
 export { writeRendered, type WriteReport } from './render-write.ts';
 export { validateRendered, findExecutable, type Problem, type ValidateOptions } from './render-validate.ts';
 
 /** The modules that decide whether a rendered tree is valid (beside this one). */
-const VALIDATOR_SOURCES = ['render-validate.ts', 'render-schemas.ts', 'unknown-fields.ts', 'render-kustomization.ts'];
+const VALIDATOR_SOURCES = ['render-validate.ts', 'render-schemas.ts', 'unknown-fields.ts', 'render-kustomization.ts', 'render-alerting.ts', 'alertmanager-compat.ts'];
 
 export const TEMPLATES_DIR = fileURLToPath(new URL('../../templates', import.meta.url));
 
@@ -148,10 +148,12 @@ export interface CheckedRender extends Rendered {
  * yamllint cost seconds) and an upgraded schema package checks the tree again. `schemaPackages`
  * (`name@version` each) defaults to the packages as installed.
  */
-export async function validatedKey(files: Map<string, string>, schemaPackages?: string[]): Promise<string> {
+export async function validatedKey(files: Map<string, string>, opts: ValidateOptions = {}, schemaPackages?: string[]): Promise<string> {
   const h = createHash('sha256');
   for (const f of VALIDATOR_SOURCES) h.update(await readFile(new URL(`./${f}`, import.meta.url)));
   h.update((schemaPackages ?? (await schemaPackageVersions())).join('\0'));
+  // A tree validated without promtool or amtool is validated again once they are installed.
+  for (const t of ['promtool', 'amtool'] as const) h.update(`${t}:${opts[t] === undefined ? findExecutable(t) : opts[t]}\0`);
   for (const [p, c] of files) h.update(`${p}\0${c}\0`);
   return h.digest('hex');
 }
@@ -161,7 +163,7 @@ export async function renderAndValidate(inv: Inventory, opts: RenderOptions & Va
   const t0 = performance.now();
   const rendered = await renderRepository(inv, opts);
   const t1 = performance.now();
-  const marker = path.join(path.dirname(inv.file), '.tasks', 'cache', 'validated', await validatedKey(rendered.files));
+  const marker = path.join(path.dirname(inv.file), '.tasks', 'cache', 'validated', await validatedKey(rendered.files, opts));
   if (existsSync(marker)) return { ...rendered, ms: { render: t1 - t0, validate: performance.now() - t1 } };
   const problems = await validateRendered(rendered.files, opts);
   const t2 = performance.now();
