@@ -436,7 +436,7 @@ validate('every kind the example renders has a schema, and an unknown field in a
   }
   const expected = unknownFieldInEveryKind(files);
   assert.is(expected.length, kinds.length);
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null, promtool: null, amtool: null })).map(show);
   assert.equal(problems.sort(), expected.map((e) => `${e.file}: [schema] ${e.message}`).sort());
 });
 
@@ -459,7 +459,7 @@ validate('a wrong type is named with file, object and path, in core, Flux and Pr
   const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => (o.spec.prune = 'yes'));
   const sa = editObject(files, 'apps/base/homepage/rbac.yaml', (o) => o.kind === 'ServiceAccount', (o) => (o.metadata.labels['app.kubernetes.io/name'] = 1));
   const rules = editObject(files, 'monitoring/configs/rules.yaml', (o) => o.kind === 'PrometheusRule', (o) => (o.spec.groups[0].rules = { alert: 'x' }));
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null, promtool: null, amtool: null })).map(show);
   assert.equal(problems.sort(), [
     `infrastructure/controllers/cloudflared/deployment.yaml: [schema] ${cloudflared}: spec.replicas: expected an integer, found string "two"`,
     `infrastructure/controllers/cloudflared/deployment.yaml: [schema] ${cloudflared}: spec.template.spec.containers[0].ports[0].containerPort: expected an integer, found string "2000"`,
@@ -482,7 +482,7 @@ validate('a misspelt Flux field and a misspelt Prometheus Operator field are nam
   const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => rename(o.spec, 'dependsOn', 'dependOn'));
   const monitor = editObject(files, 'monitoring/configs/podmonitors.yaml', (o) => o.metadata.name === 'flux-system', (o) => (o.spec.podMetricsEndpoints[0].intervall = '30s'));
   const rules = editObject(files, 'monitoring/configs/rules.yaml', (o) => o.kind === 'PrometheusRule', (o) => rename(o.spec.groups[0].rules[0], 'annotations', 'anotations'));
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null, promtool: null, amtool: null })).map(show);
   assert.equal(problems.sort(), [
     `${release}: [schema] ${hr}: spec.install.remediation.retry: unknown field`,
     `clusters/production/apps.yaml: [schema] ${apps}: spec.dependOn: unknown field`,
@@ -498,7 +498,7 @@ validate('required fields are enforced; an invalid enum value is named', async (
   const apps = editObject(files, 'clusters/production/apps.yaml', (o) => o.metadata.name === 'apps', (o) => delete o.spec.sourceRef);
   const release = 'monitoring/controllers/kube-prometheus-stack/release.yaml';
   const hr = editObject(files, release, (o) => o.kind === 'HelmRelease', (o) => (o.spec.install.crds = 'Always'));
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null, promtool: null, amtool: null })).map(show);
   assert.equal(problems.sort(), [
     `apps/base/homepage/deployment.yaml: [schema] ${homepage}: spec.selector: required`,
     `clusters/production/apps.yaml: [schema] ${apps}: spec.sourceRef: required`,
@@ -546,7 +546,7 @@ validate('the validation cache is keyed by the installed versions of the schema 
 validate('kustomization.yaml: an unknown field and a secretGenerator are problems without kubectl too', async () => {
   const { files } = await renderRepository(example());
   files.set('apps/production/kustomization.yaml', `${files.get('apps/production/kustomization.yaml')}namePrefixx: x-\nsecretGenerator:\n  - name: s\n    literals: [password=hunter2]\n`);
-  const problems = (await validateRendered(files, { kubectl: null, yamllint: null })).map(show);
+  const problems = (await validateRendered(files, { kubectl: null, yamllint: null, promtool: null, amtool: null })).map(show);
   assert.equal(problems, [
     'apps/production/kustomization.yaml: [schema] namePrefixx: unknown field',
     'apps/production/kustomization.yaml: [policy] secretGenerator: a generated Secret keeps its value in the repository; secret values are created in the cluster by the tasks',

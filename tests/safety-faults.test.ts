@@ -148,6 +148,7 @@ permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstra
       'seed-monitoring@-:changed',
       'seed-alerts@-:ok',
       'bootstrap-flux@-:skipped',
+      'health@-:skipped',
     ]);
     const byTask = Object.fromEntries(doc.tasks.map((t) => [t.task, t]));
     assert.match(byTask['create-tunnel'].error!, /Internal Server Error/);
@@ -162,7 +163,7 @@ permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstra
     // --lab-faults lasted that run only: the rerun meets a Cloudflare that answers again.
     const again = await cli(['run', '--failed', '--lab', '--json', '--inventory', w.file], { cwd: w.dir });
     assert.is(again.code, 0, again.text());
-    assert.equal(statuses(again.json()), ['create-tunnel@-:changed', 'bootstrap-flux@-:changed']);
+    assert.equal(statuses(again.json()), ['create-tunnel@-:changed', 'bootstrap-flux@-:changed', 'health@-:ok']);
     const check = await cli(['check', 'all', '--lab', '--inventory', w.file], { cwd: w.dir });
     assert.is(check.code, 0, check.text());
   } finally {
