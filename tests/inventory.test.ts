@@ -69,6 +69,35 @@ monitoring: { grafana: { adminPassword: env:GRAFANA } }
   assert.equal(inv.drift, { report: 'none', schedule: '*/30 * * * *' });
 });
 
+load('routes: the default policy, an override, a public route and service tokens, as the tasks see them', () => {
+  const text = edit(
+    '    - { hostname: home.example.com, service: "http://homepage.homepage:3000" }\n',
+    '    - { hostname: home.example.com, service: "http://homepage.homepage:3000", access: { emailDomains: [example.org], githubOrganizations: [{ name: my-org, identityProvider: 2a8d42f0-5a6c-4e2b-9f1e-0c6d3b7a9e11 }] }, serviceTokens: [ci] }\n' +
+      '    - { hostname: blog.example.com, service: "http://blog.blog:80", public: true }\n',
+  );
+  const { inventory: inv, problems } = validateInventoryText(text, 'inventory.yaml');
+  assert.equal(problems, []);
+  assert.equal(inv!.tunnel.access, { emails: ['you@example.com'], emailDomains: [], identityProviders: [], githubOrganizations: [], sessionDuration: '24h' });
+  const [grafana, home, blog] = inv!.tunnel.routes;
+  assert.equal([grafana.access, grafana.public, grafana.serviceTokens], [undefined, undefined, undefined]);
+  assert.equal(home.access, {
+    emails: [],
+    emailDomains: ['example.org'],
+    identityProviders: [],
+    githubOrganizations: [{ name: 'my-org', identityProvider: '2a8d42f0-5a6c-4e2b-9f1e-0c6d3b7a9e11' }],
+    sessionDuration: '24h',
+  });
+  assert.equal(home.serviceTokens, ['ci']);
+  assert.is(blog.public, true);
+  // Without tunnel.access a route is still fine when it brings its own policy or says public.
+  const own = validateInventoryText(
+    text.replace(/^ {2}access: .*\n/m, '').replace('service: "http://kube-prometheus-stack-grafana.monitoring:80" }', 'service: "http://kube-prometheus-stack-grafana.monitoring:80", access: { emails: [me@example.com] } }'),
+    'inventory.yaml',
+  );
+  assert.equal(own.problems, []);
+  assert.is(own.inventory!.tunnel.access, undefined);
+});
+
 load('a partial section keeps its own defaults for what it leaves out', () => {
   const text = GOOD_INVENTORY + 'ssh: { knownHosts: accept-new }\n';
   const { inventory } = validateInventoryText(text, 'inventory.yaml');
@@ -83,7 +112,7 @@ load('every problem is collected, sorted by position', () => {
     [
       [9, 'hosts[0].port'],
       [21, 'microk8s.channel'],
-      [51, 'drfit'],
+      [52, 'drfit'],
     ],
   );
 });
@@ -113,7 +142,7 @@ load('a megabyte of tiny values or brackets is refused in well under a second', 
 load('line numbers stay right after multi-line scalars', () => {
   const text = edit('    title: Homelab', '    title: >-\n      Home\n      lab').replace('report: github', 'report: gitlab');
   const { problems } = validateInventoryText(text, 'inventory.yaml');
-  assert.equal(problems.map((p) => [p.line, p.col, p.path]), [[54, 11, 'drift.report']]);
+  assert.equal(problems.map((p) => [p.line, p.col, p.path]), [[55, 11, 'drift.report']]);
 });
 
 load('a secret written as a value is never repeated in the message', () => {
@@ -234,6 +263,8 @@ const table: Record<FormatName, { good: string[]; bad: string[] }> = {
   url: { good: ['https://grafana.example.com', 'http://10.0.0.1:3000/path?q=1'], bad: ['javascript:alert(1)', 'https://', 'ftp://x', 'https://a b', 'https://x/"'] },
   'email-address': { good: ['me@example.com', 'alerts+homelab@mail.example.co.uk'], bad: ['me', 'me@', '@example.com', 'me@localhost', 'a b@example.com', 'me@example.com\nBcc: x@evil.com'] },
   smarthost: { good: ['smtp.example.com:587', '192.168.1.5:25', '[fe80::1]:465'], bad: ['smtp.example.com', 'smtp.example.com:0', 'smtp.example.com:70000', 'a b:25', ':25', 'smtp:25:1'] },
+  uuid: { good: ['2a8d42f0-5a6c-4e2b-9f1e-0c6d3b7a9e11'], bad: ['github', '2A8D42F0-5A6C-4E2B-9F1E-0C6D3B7A9E11', '2a8d42f05a6c4e2b9f1e0c6d3b7a9e11'] },
+  'access-duration': { good: ['24h', '30m', '2h45m', '300ms', '1.5h', '720h'], bad: ['1d', '24', 'h', '24 h', '2w'] },
   text: { good: ['Homelab', 'Tableau de bord {{ }}', 'Dashboards — été'], bad: ['a\nb', 'a\tb', 'a\u0000b', 'a\u2028b', 'a\u009bb'] },
 };
 

@@ -258,6 +258,17 @@ export const FORMATS = {
     expected: 'a cloudflared service like http://grafana.monitoring:80, https://, tcp://, ssh://, rdp://, smb://, unix:PATH, unix+tls:PATH or http_status:404',
     check: checkTunnelService,
   },
+  // Access identity provider ids (Zero Trust › Settings › Authentication), as the API writes them.
+  uuid: {
+    expected: 'an identity provider id, a UUID like 2a8d42f0-5a6c-4e2b-9f1e-0c6d3b7a9e11',
+    pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+  },
+  // Access' session_duration: "Must be in the format `300ms` or `2h45m`. Valid time units are: ns, us
+  // (or µs), ms, s, m, h." (cloudflare SDK, ApplicationCreateParams.SelfHostedApplication).
+  'access-duration': {
+    expected: 'a duration like 24h, 30m or 2h45m (units ns, us, ms, s, m, h)',
+    pattern: /^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/,
+  },
   'secret-ref': {
     expected: 'a secret reference env:NAME or file:PATH (secrets are never written in the inventory)',
     pattern: /^(env:[A-Za-z_][A-Za-z0-9_]*|file:[^\u0000-\u001f\u007f]+)$/,
@@ -445,6 +456,38 @@ const alerts = obj('Alerts that reach a person: where Alertmanager and Flux send
   ),
 });
 
+/** Who may enter, as a Cloudflare Access policy: no default, since an absent policy means something. */
+function accessPolicy(description: string): JsonSchema {
+  const schema = obj(`${description} Someone matching any of the lists gets in.`, {
+    emails: list(str('email-address', 'An e-mail address.'), 'People by e-mail address (they sign in with a one-time PIN sent there, or an identity provider that vouches for it).', {
+      uniqueItems: true,
+      default: [],
+    }),
+    emailDomains: list(str('domain', 'An e-mail domain like example.com.'), 'Everyone with an e-mail address at these domains.', { uniqueItems: true, default: [] }),
+    identityProviders: list(
+      str('uuid', 'An identity provider id.'),
+      'Everyone who signs in through one of these identity providers the account already has (their ids: Zero Trust › Settings › Authentication).',
+      { uniqueItems: true, default: [] },
+    ),
+    githubOrganizations: list(
+      obj(
+        'Members of a GitHub organization (or of one of its teams), as the account\'s GitHub identity provider reports them.',
+        {
+          name: str('github-owner', 'The organization.'),
+          team: text('A team of the organization (its name); without it, every member.'),
+          identityProvider: str('uuid', 'The id of the account\'s GitHub identity provider.'),
+        },
+        ['name', 'identityProvider'],
+      ),
+      'GitHub organizations whose members get in.',
+      { default: [] },
+    ),
+    sessionDuration: str('access-duration', 'How long a sign-in lasts before Access asks again. Default 24h.', { default: '24h' }),
+  });
+  delete schema.default;
+  return schema;
+}
+
 export const inventorySchema: JsonSchema = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   title: 'homelab inventory',
@@ -525,19 +568,30 @@ export const inventorySchema: JsonSchema = {
       {
         name: str('name', 'The tunnel name in the Cloudflare account.'),
         accountId: str('cloudflare-account-id', 'The Cloudflare account id.'),
-        apiToken: secret('A Cloudflare API token (Tunnel edit, DNS edit on the zone).'),
+        apiToken: secret('A Cloudflare API token (Tunnel edit, DNS edit and Zone read on the zone, Access apps and policies edit, Access organizations read, Access service tokens edit).'),
         routes: list(
           obj(
-            'One public hostname and the in-cluster service behind it.',
+            'One public hostname and the in-cluster service behind it. Cloudflare Access guards it (its access, else tunnel.access) unless it says public: true.',
             {
               hostname: str('hostname', 'A public hostname: cluster.domain or a name under it.'),
               service: str('tunnel-service', 'Where cloudflared sends the traffic, like http://SERVICE.NAMESPACE:PORT.'),
+              public: {
+                type: 'boolean',
+                description: 'true: anyone on the internet may open it, with no Cloudflare Access in front. Say it only for what is meant to be public.',
+              },
+              access: accessPolicy('Who may open this hostname, instead of tunnel.access.'),
+              serviceTokens: list(
+                str('name', 'A service token name.'),
+                'Machines (webhooks, scripts) let in with a Cloudflare Access service token of this name, besides the people of the policy. homelab creates each token and keeps it only in the cluster Secret cloudflared/access-service-token-NAME.',
+                { uniqueItems: true, minItems: 1 },
+              ),
             },
             ['hostname', 'service'],
           ),
           'Public hostnames. Default none.',
           { default: [] },
         ),
+        access: accessPolicy('The Cloudflare Access policy of every route that has no access of its own and is not public: true.'),
       },
       ['name', 'accountId', 'apiToken'],
     ),

@@ -42,6 +42,28 @@ export interface Alerts {
   heartbeat?: { url: SecretRef; interval: string };
 }
 
+/** Who may enter a hostname through Cloudflare Access: anyone matching one of the lists. */
+export interface AccessPolicy {
+  emails: string[];
+  emailDomains: string[];
+  /** Identity provider ids: anyone who signs in through one of them. */
+  identityProviders: string[];
+  githubOrganizations: { name: string; team?: string; identityProvider: string }[];
+  /** Go duration, as the Access API takes it (`24h`). */
+  sessionDuration: string;
+}
+
+export interface TunnelRoute {
+  hostname: string;
+  service: string;
+  /** Anyone on the internet may open it: no Access application in front. */
+  public?: boolean;
+  /** This route's policy, instead of tunnel.access. */
+  access?: AccessPolicy;
+  /** Service token names let in besides the policy's people. */
+  serviceTokens?: string[];
+}
+
 export interface Inventory {
   /** Absolute path of the inventory file (for messages and for resolving file: secrets and .env). */
   file: string;
@@ -64,7 +86,9 @@ export interface Inventory {
     name: string;
     accountId: string;
     apiToken: SecretRef;
-    routes: { hostname: string; service: string }[];
+    routes: TunnelRoute[];
+    /** The policy of every route without its own that is not public. */
+    access?: AccessPolicy;
   };
   monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef }; alerts: Alerts };
   apps: {

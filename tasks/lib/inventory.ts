@@ -476,6 +476,7 @@ function crossChecks(value: unknown, w: Walker): void {
   checkHosts(inv.hosts, w);
   checkAddons(arr(rec(inv.microk8s).addons), w);
   checkRoutes(inv, w);
+  checkAccess(rec(inv.tunnel), w);
   checkFluxKubernetes(inv, w);
   checkAlerts(rec(rec(inv.monitoring).alerts), w);
 }
@@ -543,6 +544,36 @@ function checkRoutes(inv: Record<string, unknown>, w: Walker): void {
         w.reportPath(['apps', 'homepage', 'services', g, 'items', i, 'href'], `no tunnel route serves ${host}; add one to tunnel.routes or link elsewhere`);
     }),
   );
+}
+
+const PEOPLE = ['emails', 'emailDomains', 'identityProviders', 'githubOrganizations'];
+const letsPeopleIn = (policy: Record<string, unknown>) => PEOPLE.some((k) => arr(policy[k]).length > 0);
+
+/** Secure unless the inventory says otherwise: every route is guarded by a policy (its own or
+ *  tunnel.access) that lets someone in, or says `public: true`, and never both. */
+function checkAccess(tunnel: Record<string, unknown>, w: Walker): void {
+  const fallback = tunnel.access === undefined ? undefined : rec(tunnel.access);
+  if (fallback && !letsPeopleIn(fallback))
+    w.reportPath(['tunnel', 'access'], `lets nobody in: list ${PEOPLE.join(', ')} (or leave tunnel.access out and give each route its own access)`);
+  arr(tunnel.routes).forEach((r, i) => {
+    const route = rec(r);
+    const at = ['tunnel', 'routes', i];
+    if (route.public === true) {
+      const extra = ['access', 'serviceTokens'].filter((k) => route[k] !== undefined);
+      if (extra.length)
+        w.reportPath([...at, 'public'], `a public route has no Cloudflare Access in front, so its ${extra.join(' and ')} would never apply: remove public: true to protect it, or remove ${extra.join(' and ')}`);
+      return;
+    }
+    // Written but refused by the schema: that problem is already reported.
+    const written = (path: Segment[]) => w.nodes.has(formatPath(path));
+    if (route.access === undefined && fallback === undefined && !written([...at, 'access']) && !written(['tunnel', 'access'])) {
+      const name = typeof route.hostname === 'string' ? `${route.hostname} ` : '';
+      w.reportPath(at, `${name}has no Cloudflare Access policy: give the route access: { emails: [...] }, set tunnel.access (the policy of every route), or say public: true if anyone on the internet may open it`);
+      return;
+    }
+    if (route.access !== undefined && !letsPeopleIn(rec(route.access)) && route.serviceTokens === undefined)
+      w.reportPath([...at, 'access'], `lets nobody in: list ${PEOPLE.join(', ')}, or serviceTokens for machines`);
+  });
 }
 
 /** reference/flux.md: "Flux 2.9 requires Kubernetes >= 1.33". */
