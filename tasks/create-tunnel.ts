@@ -4,7 +4,12 @@
 // `cluster.domain` and its records (the API); in the cluster, the cloudflared Deployment the
 // GitOps repository deploys, and the token Secret it runs with (read into memory only, compared
 // with the token endpoint's; no value reaches the facts).
-// What I compare: the ingress rules with `tunnel.routes` plus the catch-all; one proxied CNAME per
+// For the hostnames Cloudflare Access guards (every route not `public: true`), the team domain and
+// homelab's applications (create-access, which runs before, makes them).
+// What I compare: the ingress rules with `tunnel.routes` plus the catch-all, each guarded route's
+// rule carrying `originRequest.access` (required, the team, its application's audience tag) so that
+// cloudflared refuses what did not pass Access; a guarded route with no application yet is not
+// published at all (no rule, no record) and stops the task; one proxied CNAME per
 // route to the tunnel; the Secret with the current token; once cloudflared is deployed, the
 // tunnel's health; and tunnels left behind by a rename.
 // What I change: the tunnel (created only if absent, its secret marked as homelab's; a 409 finds
@@ -17,7 +22,7 @@
 // ours, to none any more), so that records move from an old tunnel only once the new one runs.
 // Anything else on a routed hostname stops the task before any change, naming the record; a
 // tunnel not provably ours is reported and left alone.
-import type { Inventory } from './lib/inventory-types.ts';
+import type { Inventory, TunnelRoute } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
 import {
@@ -44,6 +49,7 @@ import {
   type TunnelConfig,
 } from './lib/cloudflare.ts';
 import { applyObjects, exists, getJson, namespaceObject, parseExists, parseGet, readSecret, restartDeployment, secretObject, waitRollout } from './lib/kube.ts';
+import { accessBlock, appName, getOrganization, listApps, routePolicy, teamName, type AccessBlock } from './lib/access.ts';
 
 /** Where the rendered repository runs cloudflared and reads its token
  *  (templates/infrastructure/controllers/cloudflared/deployment.yaml). */
@@ -64,6 +70,9 @@ export interface TunnelRead {
    *  it, its ingress routes one, or the cluster's Secret holds its token. Left behind by a rename,
    *  or someone else's. */
   others?: OtherTunnel[];
+  /** Cloudflare Access, for the rules' `originRequest.access`: the team domain (null: no Zero Trust
+   *  organization) and the audience tag of homelab's application on each hostname that has one. */
+  access?: { authDomain: string | null; auds: Record<string, string> };
 }
 
 export interface OtherTunnel {
@@ -80,7 +89,7 @@ export interface OtherTunnel {
 export type TunnelChange = Change &
   (
     | { kind: 'create' }
-    | { kind: 'config'; tunnelId: string | null; other: Record<string, unknown> }
+    | { kind: 'config'; tunnelId: string | null; other: Record<string, unknown>; ingress: IngressRule[] }
     | { kind: 'dns'; tunnelId: string | null; zoneId: string; hostname: string; recordId?: string }
     | { kind: 'dns-delete'; zoneId: string; hostname: string; recordId: string }
     | { kind: 'retire'; tunnelId: string; zoneId: string | null; records: DnsRecord[] }
@@ -106,7 +115,17 @@ async function read(ctx: ReadContext): Promise<TunnelRead> {
   const secret = readSecret(ctx, CLOUDFLARED.namespace, CLOUDFLARED.secret, [CLOUDFLARED.key]);
   secret.catch(() => undefined);
   const cf = await ctx.apis.cloudflare();
-  const [tunnels, zone] = await Promise.all([listTunnels(cf, account), findZone(cf, inv.cluster.domain)]);
+  const guarded = inv.tunnel.routes.some((r) => routePolicy(inv, r) !== null);
+  const [tunnels, zone, org, apps] = await Promise.all([
+    listTunnels(cf, account),
+    findZone(cf, inv.cluster.domain),
+    guarded ? getOrganization(cf, account) : null,
+    guarded ? listApps(cf, account) : [],
+  ]);
+  const auds: Record<string, string> = {};
+  for (const a of [...apps].sort((x, y) => y.createdAt.localeCompare(x.createdAt))) {
+    for (const h of a.hosts) if (a.name === appName(h)) auds[h] = a.aud;
+  }
   const tunnel = tunnels.find((t) => t.name === inv.tunnel.name) ?? null;
   const rest = tunnels.filter((t) => t !== tunnel);
   const [records, config, token, configs] = await Promise.all([
@@ -126,7 +145,15 @@ async function read(ctx: ReadContext): Promise<TunnelRead> {
       return routes.length || inSecret || pointed.has(t.id.toLowerCase()) ? { tunnel: t, routes, marked, inSecret } : null;
     }),
   );
-  return { tunnel, config, zone, records, tokenSecret, others: others.filter((o): o is OtherTunnel => o !== null) };
+  return {
+    tunnel,
+    config,
+    zone,
+    records,
+    tokenSecret,
+    others: others.filter((o): o is OtherTunnel => o !== null),
+    access: { authDomain: org?.authDomain ?? null, auds },
+  };
 }
 
 /** What a tunnel's token says of it: made by homelab, run by this cluster. Only that is kept; the
@@ -138,12 +165,55 @@ async function provenance(cf: CloudflareClient, account: string, id: string, inC
 
 // ---- what I compare --------------------------------------------------------------------------------
 
-/** The ingress the inventory asks for: one rule per route, then the catch-all the API requires. */
-export function desiredIngress(routes: Inventory['tunnel']['routes']): IngressRule[] {
-  return [...routes.map((r) => ({ hostname: r.hostname, service: r.service, originRequest: {} })), { service: CATCH_ALL }];
+/**
+ * The ingress the inventory asks for: one rule per route, then the catch-all the API requires. A
+ * route Access guards carries `originRequest.access` (its application's audience tag, from
+ * `blocks`), so that cloudflared itself refuses a request that did not pass Access; the block must
+ * be the rule's own, a top-level one guards nothing (cloudflared#784).
+ */
+export function desiredIngress(routes: TunnelRoute[], blocks: Map<string, AccessBlock> = new Map()): IngressRule[] {
+  return [
+    ...routes.map((r) => {
+      const block = blocks.get(r.hostname.toLowerCase());
+      return { hostname: r.hostname, service: r.service, originRequest: block ? { access: block } : {} };
+    }),
+    { service: CATCH_ALL },
+  ];
+}
+
+/** The `originRequest.access` of each guarded route; `missing`: guarded routes that cannot be
+ *  published yet (no Zero Trust team, or no application of homelab's on the hostname). */
+export function accessBlocks(inv: Inventory, access: TunnelRead['access']): { blocks: Map<string, AccessBlock>; missing: string[] } {
+  const blocks = new Map<string, AccessBlock>();
+  const missing: string[] = [];
+  const team = access?.authDomain ? teamName(access.authDomain) : null;
+  for (const r of inv.tunnel.routes) {
+    if (routePolicy(inv, r) === null) continue;
+    const h = r.hostname.toLowerCase();
+    const aud = access?.auds[h];
+    if (team && aud) blocks.set(h, accessBlock(team, aud));
+    else missing.push(h);
+  }
+  return { blocks, missing };
 }
 
 const isEmpty = (o: object | undefined) => !o || Object.keys(o).length === 0;
+const sorted = (v: unknown): unknown =>
+  Array.isArray(v) ? v.map(sorted) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, sorted(x)])) : v;
+const same = (a: unknown, b: unknown) => JSON.stringify(sorted(a)) === JSON.stringify(sorted(b));
+
+/** How a rule's origin settings differ from the wanted ones, in words; null when they match. */
+function originDiff(hostname: string, live: Record<string, unknown> | undefined, want: Record<string, unknown> | undefined): string | null {
+  const l = (live ?? {}) as { access?: Partial<AccessBlock> } & Record<string, unknown>;
+  const w = (want ?? {}) as { access?: AccessBlock };
+  const { access: la, ...lrest } = l;
+  if (!isEmpty(lrest)) return `${hostname} has origin settings made outside homelab`;
+  if (same(la ?? null, w.access ?? null)) return null;
+  const shown = (a: Partial<AccessBlock>) => `${a.required ? 'required' : 'not required'}, team ${a.teamName || 'none'}, audience ${(a.audTag ?? []).map((t) => `${t.slice(0, 8)}…`).join(', ') || 'none'}`;
+  if (!w.access) return `${hostname} originRequest.access (${shown(la!)}) -> none (a public route)`;
+  if (!la) return `${hostname} originRequest.access missing (cloudflared lets in what did not pass Access) -> ${shown(w.access)}`;
+  return `${hostname} originRequest.access ${shown(la)} -> ${shown(w.access)}`;
+}
 
 /** How the live rules differ from the wanted ones, by hostname; empty when they are the same. */
 export function ingressDiff(current: IngressRule[] | null, want: IngressRule[]): string[] {
@@ -155,7 +225,11 @@ export function ingressDiff(current: IngressRule[] | null, want: IngressRule[]):
     const l = live.get(r.hostname!);
     if (!l) out.push(`${r.hostname} missing`);
     else if (l.service !== r.service) out.push(`${r.hostname} ${l.service} -> ${r.service}`);
-    else if (l.path || !isEmpty(l.originRequest)) out.push(`${r.hostname} has a path or origin settings made outside homelab`);
+    else if (l.path) out.push(`${r.hostname} has a path made outside homelab`);
+    else {
+      const d = originDiff(r.hostname!, l.originRequest, r.originRequest);
+      if (d) out.push(d);
+    }
   }
   for (const h of live.keys()) if (!routes.some((r) => r.hostname === h)) out.push(`${h} not in tunnel.routes`);
   const last = current[current.length - 1];
@@ -213,12 +287,21 @@ function check(facts: Facts<TunnelRead>, inv: Inventory): TunnelChange[] {
     });
   }
 
-  const diff = ingressDiff(config?.ingress ?? null, desiredIngress(inv.tunnel.routes));
+  // A hostname Access should guard is published (ingress rule, DNS record) only once its
+  // application exists: create-access, which runs before, makes it.
+  const { blocks, missing } = accessBlocks(inv, facts.read.access);
+  for (const h of missing) {
+    const why = facts.read.access?.authDomain ? 'no Access application guards it yet' : 'the account has no Zero Trust team yet';
+    changes.push({ kind: 'blocked', summary: `tunnel ingress: ${h}: ${why} -> published only behind Access (create-access makes the application; run it first)` });
+  }
+  const want = desiredIngress(inv.tunnel.routes, blocks);
+  const diff = ingressDiff(config?.ingress ?? null, want);
   if (diff.length) {
+    const guard = (h: string) => (blocks.has(h.toLowerCase()) ? `${h} (behind Access)` : h);
     const summary = config?.ingress?.length
       ? `tunnel ingress: ${diff.join('; ')} -> updated`
-      : `tunnel ingress: none -> ${[...inv.tunnel.routes.map((r) => r.hostname), `catch-all ${CATCH_ALL}`].join(', ')}`;
-    changes.push({ kind: 'config', tunnelId, other: config?.other ?? {}, summary });
+      : `tunnel ingress: none -> ${[...inv.tunnel.routes.map((r) => guard(r.hostname)), `catch-all ${CATCH_ALL}`].join(', ')}`;
+    changes.push({ kind: 'config', tunnelId, other: config?.other ?? {}, ingress: want, summary });
   }
 
   if (!zone) {
@@ -354,7 +437,7 @@ async function apply(ctx: ApplyContext, changes: TunnelChange[]): Promise<void> 
       }
     } else if (c.kind === 'config') {
       ctx.progress('updating the tunnel ingress');
-      await putConfig(cf, account, idOf(c.tunnelId), { ...c.other, ingress: desiredIngress(inv.tunnel.routes) });
+      await putConfig(cf, account, idOf(c.tunnelId), { ...c.other, ingress: c.ingress });
     } else if (c.kind === 'unhealthy') {
       healthOf = c.tunnelId;
       // cloudflared runs but the tunnel has no connections: most often pods still holding an old
@@ -421,7 +504,7 @@ async function waitHealthy(ctx: ApplyContext, tunnelId: string, restart: boolean
 const task: Task<TunnelChange, TunnelRead> = {
   id: 'create-tunnel',
   title: 'Create the Cloudflare Tunnel, its routes and DNS',
-  needs: ['enable-addons'],
+  needs: ['enable-addons', 'create-access'],
   scope: 'cluster',
   secrets: (inv) => [inv.tunnel.apiToken],
   probe,

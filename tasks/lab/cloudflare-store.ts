@@ -70,6 +70,75 @@ export interface CloudflareState {
   tunnels: StoredTunnel[];
   zones: StoredZone[];
   records: StoredRecord[];
+  /** Zero Trust (Cloudflare Access), per account; absent in a lab made before it knew Access. */
+  access?: Record<string, StoredAccess>;
+}
+
+/** One account's Zero Trust: its organization (null: never set up), identity providers,
+ *  applications, reusable policies, service tokens, and the key its tokens are signed with. */
+export interface StoredAccess {
+  organization: StoredOrganization | null;
+  identityProviders: StoredIdentityProvider[];
+  apps: StoredApp[];
+  policies: StoredPolicy[];
+  serviceTokens: StoredServiceToken[];
+  /** RS256 signing key of the team domain's tokens (its public half is served at /cdn-cgi/access/certs). */
+  signingKey: { kid: string; privatePem: string; publicJwk: Record<string, string> } | null;
+}
+
+export interface StoredOrganization {
+  name: string;
+  auth_domain: string;
+  created_at: string;
+  updated_at: string;
+  session_duration: string;
+}
+
+export interface StoredIdentityProvider {
+  id: string;
+  name: string;
+  type: string;
+  config: Record<string, unknown>;
+}
+
+export interface StoredApp {
+  id: string;
+  aud: string;
+  name: string;
+  type: string;
+  domain: string;
+  session_duration: string;
+  /** Policy links, by reusable policy id. */
+  policies: { id: string; precedence: number }[];
+  /** The rest of what a creator sent (kept, echoed back). */
+  extra: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StoredPolicy {
+  id: string;
+  name: string;
+  decision: string;
+  include: Record<string, unknown>[];
+  exclude: Record<string, unknown>[];
+  require: Record<string, unknown>[];
+  session_duration: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StoredServiceToken {
+  id: string;
+  name: string;
+  client_id: string;
+  /** The lab's edge checks it; the API shows it only on create and rotate. */
+  client_secret: string;
+  duration: string;
+  enabled: boolean;
+  expires_at: string;
+  created_at: string;
+  updated_at: string;
 }
 
 function stateFile(dir: string): string {

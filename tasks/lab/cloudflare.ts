@@ -13,7 +13,11 @@ import {
   noRoute,
   type Reply,
 } from './cloudflare-http.ts';
-import { loadState, saveState, type CloudflareState, type StoredZone } from './cloudflare-store.ts';
+import { loadState, saveState, type CloudflareState, type StoredAccess, type StoredZone } from './cloudflare-store.ts';
+import * as access from './cloudflare-access.ts';
+import { accessOf, type AccessRequest, type LabTeam } from './cloudflare-access.ts';
+import * as edge from './cloudflare-edge.ts';
+import type { EdgeRequest, EdgeResponse, Origin, Person } from './cloudflare-edge.ts';
 import {
   connect,
   createTunnel,
@@ -46,7 +50,19 @@ export interface TokenPermissions {
   tunnels: boolean;
   /** Zone > DNS > Edit */
   dns: boolean;
+  // The permissions below were added when the lab learnt Access: absent means granted, so that a
+  // token described before keeps working as it did.
+  /** Zone > Zone > Read: `GET /zones` is refused without it (ddclient#834, a maintainer's words). */
+  zoneRead?: boolean;
+  /** Account > Access: Apps and Policies > Edit */
+  accessApps?: boolean;
+  /** Account > Access: Organizations, Identity Providers, and Groups > Read */
+  accessOrganization?: boolean;
+  /** Account > Access: Service Tokens > Edit */
+  accessServiceTokens?: boolean;
 }
+
+type AccessPermission = 'accessApps' | 'accessOrganization' | 'accessServiceTokens';
 
 export interface LabCloudflareOptions {
   /** Where the state file goes (the lab's state directory). */
@@ -58,6 +74,9 @@ export interface LabCloudflareOptions {
   zones?: string[];
   /** The tokens the lab accepts and what each may do; default: any token may do everything. */
   tokens?: Record<string, TokenPermissions>;
+  /** The Zero Trust team of the accounts (their organization's `TEAM.cloudflareaccess.com`), made on
+   *  first use; null: Zero Trust was never set up. Default `homelab-lab`. */
+  team?: LabTeam;
 }
 
 export interface RequestRecord {
@@ -85,12 +104,24 @@ export interface LabCloudflare {
   disconnectTunnel(tunnelId: string): void;
   /** Tunnels (without secret or token), configurations, zones and records, as JSON. */
   state(): LabCloudflareState;
+  /** The edge: `http://127.0.0.1:PORT`, where a request for any lab hostname goes, the hostname in
+   *  its Host header (cloudflare-edge.ts). */
+  edgeUrl: string;
+  /** Plug in what the cluster's origins answer behind a tunnel's connector. */
+  setOrigin(origin: Origin): void;
+  /** One visitor request to the edge, without HTTP: what the edge server answers. */
+  visit(req: EdgeRequest): EdgeResponse;
+  /** The identity provider's part of a sign-in: the `CF_Authorization` cookie a person gets for the
+   *  application guarding `hostname`, or null when its policies refuse them. */
+  signIn(hostname: string, who: Person): string | null;
 }
 
 export interface LabCloudflareState {
   tunnels: ReturnType<typeof tunnelView>[];
   configurations: { tunnel_id: string; version: number; config: unknown }[];
   zones: { id: string; name: string; account_id: string }[];
+  /** Per account: organization, applications, policies, service tokens (no secret, no key). */
+  access: Record<string, { organization: unknown; identity_providers: unknown[]; apps: unknown[]; policies: unknown[]; service_tokens: unknown[] }>;
   records: (ReturnType<typeof recordView> & { zone_name: string })[];
 }
 
@@ -109,11 +140,12 @@ interface Context {
   query: URLSearchParams;
   body: unknown;
   perms: TokenPermissions;
+  team: LabTeam;
 }
 
 interface Route {
   pattern: RegExp;
-  scope: 'tunnels' | 'dns' | 'zones';
+  scope: 'tunnels' | 'dns' | 'zones' | AccessPermission;
   methods: Record<string, (ctx: Context, zone: StoredZone | undefined) => Reply>;
 }
 
@@ -125,7 +157,30 @@ const recordReq = (ctx: Context, zone: StoredZone | undefined): RecordRequest =>
   body: ctx.body,
 });
 
+type AccessHandler = (a: StoredAccess, req: AccessRequest) => Reply;
+/** An Access route: the handler gets the account's Zero Trust and the request. */
+const zt = (fn: AccessHandler) => (c: Context) => fn(accessOf(c.state, c.params[0], c.team), { account: c.params[0], id: c.params[1], query: c.query, body: c.body });
+const accessRoutes = (base: string, scope: AccessPermission, list: Record<string, AccessHandler>, one: Record<string, AccessHandler>): Route[] => [
+  { pattern: new RegExp(`^/accounts/([^/]+)/access/${base}$`), scope, methods: Object.fromEntries(Object.entries(list).map(([m, f]) => [m, zt(f)])) },
+  { pattern: new RegExp(`^/accounts/([^/]+)/access/${base}/([^/]+)$`), scope, methods: Object.fromEntries(Object.entries(one).map(([m, f]) => [m, zt(f)])) },
+];
+
 const ROUTES: Route[] = [
+  { pattern: /^\/accounts\/([^/]+)\/access\/organizations$/, scope: 'accessOrganization', methods: { GET: zt(access.getOrganization), POST: zt(access.createOrganization) } },
+  ...accessRoutes('identity_providers', 'accessOrganization', { GET: access.listIdentityProviders, POST: access.createIdentityProvider }, { GET: access.getIdentityProvider, DELETE: access.deleteIdentityProvider }),
+  ...accessRoutes('apps', 'accessApps', { GET: access.listApps, POST: access.createApp }, { GET: access.getApp, PUT: access.updateApp, DELETE: access.deleteApp }),
+  ...accessRoutes('policies', 'accessApps', { GET: access.listPolicies, POST: access.createPolicy }, { GET: access.getPolicy, PUT: access.updatePolicy, DELETE: access.deletePolicy }),
+  ...accessRoutes(
+    'service_tokens',
+    'accessServiceTokens',
+    { GET: access.listServiceTokens, POST: access.createServiceToken },
+    { GET: access.getServiceToken, DELETE: access.deleteServiceToken },
+  ),
+  {
+    pattern: /^\/accounts\/([^/]+)\/access\/service_tokens\/([^/]+)\/(rotate|refresh)$/,
+    scope: 'accessServiceTokens',
+    methods: { POST: (c) => zt(c.params[2] === 'rotate' ? access.rotateServiceToken : access.refreshServiceToken)(c) },
+  },
   {
     pattern: /^\/accounts\/([^/]+)\/cfd_tunnel$/,
     scope: 'tunnels',
@@ -170,6 +225,7 @@ const ROUTES: Route[] = [
 
 export async function startLabCloudflare(opts: LabCloudflareOptions): Promise<LabCloudflare> {
   const { dir } = opts;
+  const team = opts.team === undefined ? 'homelab-lab' : opts.team;
   const initial = loadState(dir);
   if (opts.accounts?.length) initial.defaultAccount = opts.accounts[0];
   for (const name of opts.zones ?? []) addZone(initial, name);
@@ -217,18 +273,24 @@ export async function startLabCloudflare(opts: LabCloudflareOptions): Promise<La
 
     const state = loadState(dir);
     let zone: StoredZone | undefined;
-    if (hit.route.scope === 'tunnels') {
+    const scope = hit.route.scope;
+    if (scope === 'tunnels' || scope === 'accessApps' || scope === 'accessOrganization' || scope === 'accessServiceTokens') {
       const account = hit.params[0];
       if (!HEX_ID.test(account)) throw noRoute(apiPath, true);
-      if ((opts.accounts && !opts.accounts.includes(account)) || !perms.tunnels) throw authenticationError();
+      const allowed = scope === 'tunnels' ? perms.tunnels : perms[scope] !== false;
+      if ((opts.accounts && !opts.accounts.includes(account)) || !allowed) throw authenticationError();
+    } else if (scope === 'zones') {
+      if (perms.zoneRead === false) throw authenticationError();
     } else if (hit.route.scope === 'dns') {
       zone = state.zones.find((z) => z.id === hit.params[0]);
       if (!zone) throw noRoute(apiPath, true);
       if (!perms.dns) throw authenticationError();
     }
     const body = parseBody(rawBody);
-    const reply = hit.handler({ state, params: hit.params, query, body, perms }, zone);
-    if (MUTATING.has(method)) saveState(dir, state);
+    const accounts = Object.keys(state.access ?? {}).length;
+    const reply = hit.handler({ state, params: hit.params, query, body, perms, team }, zone);
+    // An account's Zero Trust is made on its first request, a read or not: keep it (its signing key).
+    if (MUTATING.has(method) || Object.keys(state.access ?? {}).length !== accounts) saveState(dir, state);
     return reply;
   };
 
@@ -258,6 +320,29 @@ export async function startLabCloudflare(opts: LabCloudflareOptions): Promise<La
   });
   const { port } = server.address() as AddressInfo;
 
+  let origin: Origin = () => null;
+  const visit = (req: EdgeRequest): EdgeResponse => {
+    try {
+      return edge.answer(loadState(dir), req, origin);
+    } catch (e) {
+      return { status: 500, headers: { 'content-type': 'text/plain' }, body: `lab bug: ${(e as Error).message}\n` };
+    }
+  };
+  const edgeServer = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(', ') : (v ?? '')]));
+      const r = visit({ method: req.method ?? 'GET', host: String(req.headers.host ?? ''), path: req.url ?? '/', headers });
+      res.writeHead(r.status, r.headers);
+      res.end(r.body);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    edgeServer.once('error', reject);
+    edgeServer.listen(0, '127.0.0.1', () => resolve());
+  });
+  const edgePort = (edgeServer.address() as AddressInfo).port;
+
   const mutate = <T>(fn: (state: CloudflareState) => T): T => {
     const state = loadState(dir);
     const out = fn(state);
@@ -269,10 +354,21 @@ export async function startLabCloudflare(opts: LabCloudflareOptions): Promise<La
   return {
     url: `http://127.0.0.1:${port}${API_PREFIX}`,
     close: () =>
-      (closed ??= new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      })),
+      (closed ??= Promise.all(
+        [server, edgeServer].map(
+          (srv) =>
+            new Promise<void>((resolve, reject) => {
+              srv.closeAllConnections();
+              srv.close((err) => (err ? reject(err) : resolve()));
+            }),
+        ),
+      ).then(() => undefined)),
+    edgeUrl: `http://127.0.0.1:${edgePort}`,
+    setOrigin: (fn) => {
+      origin = fn;
+    },
+    visit,
+    signIn: (hostname, who) => edge.signIn(loadState(dir), hostname, who),
     writes: () => writes,
     requests: () => [...log],
     resetCounters: () => {
@@ -294,6 +390,23 @@ export async function startLabCloudflare(opts: LabCloudflareOptions): Promise<La
         configurations: s.tunnels.map((t) => ({ tunnel_id: t.id, version: t.configuration.version, config: t.configuration.config })),
         zones: s.zones.map((z) => ({ id: z.id, name: z.name, account_id: z.account_id })),
         records: s.records.map((r) => ({ ...recordView(r), zone_name: zoneName.get(r.zone_id) ?? '' })),
+        access: Object.fromEntries(
+          Object.entries(s.access ?? {}).map(([account, a]) => {
+            const q = new URLSearchParams({ per_page: '1000' });
+            const req = { account, query: q, body: {} };
+            const list = (fn: (x: StoredAccess, r: AccessRequest) => Reply) => (fn(a, req).body as { result: unknown[] }).result;
+            return [
+              account,
+              {
+                organization: a.organization,
+                identity_providers: list(access.listIdentityProviders),
+                apps: list(access.listApps),
+                policies: list(access.listPolicies),
+                service_tokens: list(access.listServiceTokens),
+              },
+            ];
+          }),
+        ),
       };
     },
   };

@@ -100,25 +100,30 @@ function isConnectionError(e: unknown): boolean {
   return e instanceof Error && 'errors' in e && (e as SdkError).status === undefined;
 }
 
-/** Run one API call; SDK errors become UserErrors that say what to do. */
-export async function call<T>(cf: CloudflareClient, what: string, fn: () => Promise<T>): Promise<T> {
+/** Zone lookup by name: ddclient#834 (a maintainer): without Zone › Zone › Read, `GET /zones?name=`
+ *  is refused with a 403 even when the token has DNS Edit. */
+export const ZONE_READ = 'Zone › Zone › Read on the zone of cluster.domain (to find it by name)';
+
+/**
+ * Run one API call; SDK errors become UserErrors that say what to do. `permission` names what the
+ * token needs for this call and where, when it is not the tunnel's and DNS' (PERMISSIONS).
+ */
+export async function call<T>(cf: CloudflareClient, what: string, fn: () => Promise<T>, permission?: string): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    throw explain(cf, what, e);
+    throw explain(cf, what, e, permission);
   }
 }
 
-export function explain(cf: Pick<CloudflareClient, 'maxRetries' | 'baseURL'>, what: string, e: unknown): unknown {
+export function explain(cf: Pick<CloudflareClient, 'maxRetries' | 'baseURL'>, what: string, e: unknown, permission?: string): unknown {
   if (!(e instanceof Error) || e instanceof UserError) return e;
   const err = e as SdkError;
   const details = (err.errors ?? []).map((x) => `${x.message} (${x.code})`).join('; ') || err.message;
   const tries = `${cf.maxRetries + 1} attempts`;
   if (err.status === 401 || err.status === 403) {
-    return new UserError(
-      `Cloudflare refused to ${what} (${err.status}: ${details}): the API token (tunnel.apiToken) needs ${PERMISSIONS}, ` +
-        `for the account tunnel.accountId and the zone of cluster.domain`,
-    );
+    const needs = permission ?? `${PERMISSIONS}, for the account tunnel.accountId and the zone of cluster.domain`;
+    return new UserError(`Cloudflare refused to ${what} (${err.status}: ${details}): the API token (tunnel.apiToken) needs ${needs}`);
   }
   if (err.status === 429) {
     return new UserError(
@@ -136,7 +141,7 @@ export function explain(cf: Pick<CloudflareClient, 'maxRetries' | 'baseURL'>, wh
   return e;
 }
 
-interface Page<T> {
+export interface Page<T> {
   getPaginatedItems(): T[];
   hasNextPage(): boolean;
   getNextPage(): Promise<Page<T>>;
@@ -144,7 +149,7 @@ interface Page<T> {
 
 /** Every item of a listing. A page shorter than `perPage` is the last one: the SDK's own iterator
  *  would ask for one more page to find it empty, one request per listing for nothing. */
-async function all<T>(first: PromiseLike<Page<T>>, perPage: number): Promise<T[]> {
+export async function all<T>(first: PromiseLike<Page<T>>, perPage: number): Promise<T[]> {
   let page = await first;
   const items = [...page.getPaginatedItems()];
   while (page.getPaginatedItems().length >= perPage && page.hasNextPage()) {
@@ -249,7 +254,7 @@ export async function connectorToken(cf: CloudflareClient, accountId: string, id
 // ---- zones and DNS ---------------------------------------------------------------------------------
 
 export async function findZone(cf: CloudflareClient, domain: string): Promise<{ id: string; name: string } | null> {
-  const zones = await call(cf, `find the zone ${domain}`, () => all(cf.zones.list({ name: domain, per_page: 50 }), 50));
+  const zones = await call(cf, `find the zone ${domain}`, () => all(cf.zones.list({ name: domain, per_page: 50 }), 50), ZONE_READ);
   const z = zones.find((x) => x.name.toLowerCase() === domain.toLowerCase());
   return z ? { id: z.id, name: z.name } : null;
 }

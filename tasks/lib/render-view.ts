@@ -2,7 +2,7 @@
 // everything derived (network policy rules from the tunnel routes, Homepage's service list, Flux's
 // duration format) computed here, where it can be tested, instead of in Handlebars. Secret
 // references are left out entirely: a template cannot print what it is never given.
-import type { Inventory } from './inventory-types.ts';
+import type { Inventory, TunnelRoute } from './inventory-types.ts';
 import { ALERTMANAGER_ALERTS_URL, DESTINATIONS_SECRET, alertmanagerRouting, alertmanagerSecretEntries, egressPorts, fluxProviders } from './alerting.ts';
 
 /** A Service this repository deploys, as a tunnel route names it (`http://SERVICE.NAMESPACE:PORT`). */
@@ -86,6 +86,14 @@ export function routeTarget(service: string): RouteTarget {
     return { kind: 'cluster', service: name, namespace, port, known: KNOWN_SERVICES[`${name}.${namespace}`] ?? null };
   }
   return { kind: 'external', host, port };
+}
+
+/** The route to Grafana's Service (its public address), when the tunnel has one. */
+export function grafanaRoute(inv: Inventory): TunnelRoute | undefined {
+  return inv.tunnel.routes.find((r) => {
+    const t = routeTarget(r.service);
+    return t.kind === 'cluster' && t.known?.name === 'grafana';
+  });
 }
 
 /** Go's time.Duration String(), the form Flux writes (`10m` -> `10m0s`, reference/flux.md gotk-sync.yaml). */
@@ -247,11 +255,7 @@ export function buildView(inv: Inventory) {
       return t.kind === 'cluster' && t.namespace === 'homepage' && t.service === 'homepage';
     })
     .map((r) => r.hostname);
-  // Grafana's public address: the route to its Service, when the tunnel has one.
-  const grafanaRoute = inv.tunnel.routes.find((_, i) => {
-    const t = targets[i];
-    return t.kind === 'cluster' && t.known?.name === 'grafana';
-  });
+  const grafana = grafanaRoute(inv);
   const { owner, repository, branch } = inv.flux.github;
   return {
     cluster: { name: inv.cluster.name, domain: inv.cluster.domain },
@@ -269,7 +273,7 @@ export function buildView(inv: Inventory) {
       retentionSize: retentionSize(inv.monitoring.storage),
       storage: inv.monitoring.storage,
       podNetwork: POD_NETWORK,
-      grafanaUrl: grafanaRoute ? `https://${grafanaRoute.hostname}` : null,
+      grafanaUrl: grafana ? `https://${grafana.hostname}` : null,
       tunnelIngress: tunnelIngress(targets, 'monitoring'),
       alertmanager: {
         // Mounted only when there is something in it: a Secret that does not exist would keep
