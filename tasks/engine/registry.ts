@@ -11,11 +11,12 @@ import createTunnel from '../create-tunnel.ts';
 import seedMonitoring from '../seed-monitoring.ts';
 import seedAlerts from '../seed-alerts.ts';
 import health from '../health.ts';
+import exposure from '../exposure.ts';
 
 // create-access comes before create-tunnel: a hostname is behind Access before a rule or a record
 // publishes it. create-tunnel, seed-monitoring and seed-alerts come before bootstrap-flux: the Secrets they put in
 // the cluster (the connector token, the Grafana admin password, the alert destinations) are
 // preconditions of Kustomizations that Flux waits on; created after the sync, bootstrap's wait for
 // every Kustomization could never succeed. health comes last: it reads what everything before it
-// deployed.
-export const allTasks: AnyTask[] = [prepareHost, installMicrok8s, joinNodes, enableAddons, createAccess, createTunnel, seedMonitoring, seedAlerts, bootstrapFlux, health];
+// deployed; exposure, from outside, what the internet sees of it.
+export const allTasks: AnyTask[] = [prepareHost, installMicrok8s, joinNodes, enableAddons, createAccess, createTunnel, seedMonitoring, seedAlerts, bootstrapFlux, health, exposure];

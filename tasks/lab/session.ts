@@ -16,6 +16,7 @@ import { startLabGitHub, type LabGitHub } from './github.ts';
 import { findRepo, Store } from './github-store.ts';
 import { startLabCloudflare, type LabCloudflare } from './cloudflare.ts';
 import { startLabFluxReleases, type LabFluxReleases } from './flux-release.ts';
+import { originAnswer } from './hosts/tunnel-origin.ts';
 import { alertmanagerSecretEntries, fluxProviders } from '../lib/alerting.ts';
 
 export interface LabSessionOptions {
@@ -123,6 +124,8 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
       },
     },
   });
+  // Past a tunnel's connector, the edge reaches the cluster that runs it.
+  cloudflare.setOrigin((req) => originAnswer(hosts.world, req, cloudflare.visit));
   registerMicrok8s((name, fn, o) => hosts.register(name, fn, { ...o, snap: 'microk8s' }));
   hosts.onSnap('microk8s', {
     installed: (inv, channel) => onMicrok8sSnapInstalled(inv.host, inv.world, channel),
@@ -134,7 +137,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   const rel = path.relative(process.cwd(), dir) || '.';
   const banner = [
     `LAB: simulated homelab in ${rel}/ (nothing real is touched)`,
-    `     hosts ${inventory.hosts.map((h) => h.name).join(', ')}; GitHub ${github.url}; Cloudflare ${cloudflare.url}`,
+    `     hosts ${inventory.hosts.map((h) => h.name).join(', ')}; GitHub ${github.url}; Cloudflare ${cloudflare.url} (edge ${cloudflare.edgeUrl})`,
     ...(armed.run ? [`     faults armed for this run: ${armed.run}`] : []),
     ...(armed.persistent ? [`     faults armed until cleared (npx tsx scripts/lab.ts faults clear): ${armed.persistent}`] : []),
   ].join('\n');
@@ -145,7 +148,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   return {
     dir,
     banner,
-    endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, fluxReleasesUrl: fluxReleases.url, fast: true },
+    endpoints: { githubUrl: github.url, cloudflareUrl: cloudflare.url, edgeUrl: cloudflare.edgeUrl, fluxReleasesUrl: fluxReleases.url, fast: true },
     transportFor: (h) => hosts.transport(h.name, { maxTimeoutMs: capS === undefined ? undefined : capS * 1000 }),
     fakeSecret: (ref) => {
       const name = `lab-${ref.replace(/^(env|file):/, '').replace(/[^A-Za-z0-9]+/g, '-').toLowerCase()}-not-a-real-secret`;

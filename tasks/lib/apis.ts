@@ -10,6 +10,9 @@ export interface ApiEndpoints {
   cloudflareUrl?: string;
   /** Flux's release downloads (default https://github.com/fluxcd/flux2/releases/download). */
   fluxReleasesUrl?: string;
+  /** Where a request for a public hostname goes instead of that hostname's own address, the
+   *  hostname in its Host header (the lab's Cloudflare edge). Default: the hostname, over HTTPS. */
+  edgeUrl?: string;
   /** Retry budget for 429/5xx (the SDKs' own retry loops; we bound them). */
   retries?: number;
   /** The lab: no client-side write spacing (GitHub asks for 1 s between writes) and short retry waits. */
@@ -33,6 +36,7 @@ export function createApis(inv: Inventory, secrets: Secrets, ep: ApiEndpoints = 
   const retries = ep.retries ?? 4;
   return {
     fluxReleasesUrl: ep.fluxReleasesUrl,
+    edgeUrl: ep.edgeUrl,
     github: () =>
       (gh ??= (async () => {
         const token = await secrets.get(inv.flux.github.token);

@@ -3,6 +3,7 @@
 // duration format) computed here, where it can be tested, instead of in Handlebars. Secret
 // references are left out entirely: a template cannot print what it is never given.
 import type { Inventory, TunnelRoute } from './inventory-types.ts';
+import { routePolicy } from './access.ts';
 import { ALERTMANAGER_ALERTS_URL, DESTINATIONS_SECRET, alertmanagerRouting, alertmanagerSecretEntries, egressPorts, fluxProviders } from './alerting.ts';
 
 /** A Service this repository deploys, as a tunnel route names it (`http://SERVICE.NAMESPACE:PORT`). */
@@ -274,6 +275,9 @@ export function buildView(inv: Inventory) {
       storage: inv.monitoring.storage,
       podNetwork: POD_NETWORK,
       grafanaUrl: grafana ? `https://${grafana.hostname}` : null,
+      // Behind Cloudflare Access, Grafana signs people in from Access' token (create-access writes
+      // the team's keys URL and Grafana's audience tag into ConfigMap monitoring/grafana-access).
+      grafanaAccess: grafana !== undefined && routePolicy(inv, grafana) !== null,
       tunnelIngress: tunnelIngress(targets, 'monitoring'),
       alertmanager: {
         // Mounted only when there is something in it: a Secret that does not exist would keep

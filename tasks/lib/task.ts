@@ -48,6 +48,9 @@ export interface Apis {
   cloudflare(): Promise<import('cloudflare').default>;
   /** Where Flux's release assets are downloaded from (unset: github.com); the lab serves its own. */
   fluxReleasesUrl?: string;
+  /** Where requests for public hostnames go (unset: each hostname over HTTPS, as the internet
+   *  reaches it); the lab's Cloudflare edge. */
+  edgeUrl?: string;
 }
 
 export interface Secrets {

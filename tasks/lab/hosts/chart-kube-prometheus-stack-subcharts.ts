@@ -128,6 +128,10 @@ export function grafana(c: ChartContext): KubeObject[] {
                   { name: 'GF_PATHS_PLUGINS', value: paths.plugins },
                   { name: 'GF_PATHS_PROVISIONING', value: paths.provisioning },
                   { name: 'GF_UNIFIED_STORAGE_INDEX_PATH', value: valueAt(ini_, 'unified_storage.index_path') },
+                  // _pod.tpl: `range $key, $value := .Values.envValueFrom` (Helm ranges a map in key order).
+                  ...Object.entries(dict(g, 'envValueFrom'))
+                    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+                    .map(([k, valueFrom]) => ({ name: k, valueFrom })),
                 ],
                 livenessProbe: dict(g, 'livenessProbe'),
                 readinessProbe: dict(g, 'readinessProbe'),

@@ -32,6 +32,9 @@ interface Mount {
   subPath: boolean;
   /** Files a configMap/secret directory mount shows (relative paths). */
   files: Set<string>;
+  /** The volume's source, and the key a subPath mount shows. */
+  volume: Dict;
+  subPathKey: string | null;
 }
 
 const READ_ONLY_KINDS = new Set(['configMap', 'secret', 'projected', 'downwardAPI']);
@@ -63,6 +66,8 @@ export interface ContainerFs {
   exists(path: string): boolean;
   /** Why a new entry cannot be created in `dir` by this container's user, or null. */
   writeError(dir: string): FsError | null;
+  /** The content of a file a configMap or secret volume puts there, or null. */
+  read(path: string): string | null;
 }
 
 export function containerFs(store: KubeStore, namespace: string, podSpec: Dict, container: Dict, model: WorkloadModel | null): ContainerFs {
@@ -76,6 +81,8 @@ export function containerFs(store: KubeStore, namespace: string, podSpec: Dict, 
       readOnly: m.readOnly === true || READ_ONLY_KINDS.has(kind),
       subPath: !!m.subPath,
       files: new Set(m.subPath ? [] : volumeFiles(store, namespace, v)),
+      volume: v,
+      subPathKey: m.subPath ? String(m.subPath) : null,
     };
   });
   const sc = (container.securityContext ?? {}) as Dict;
@@ -113,7 +120,24 @@ export function containerFs(store: KubeStore, namespace: string, podSpec: Dict, 
     return can ? null : 'EACCES';
   };
 
-  return { uid, exists, writeError };
+  /** A configMap or secret volume's file, as the program reads it (items map keys to paths). */
+  const read = (raw: string): string | null => {
+    const path = norm(raw);
+    const m = mountOf(path);
+    const src = (m?.volume.configMap ?? m?.volume.secret) as Dict | undefined;
+    if (!m || !src) return null;
+    const file = m.subPathKey ?? path.slice(m.path.length + 1);
+    const items = (src.items as Dict[] | undefined) ?? [];
+    const key = items.length ? items.find((i) => String(i.path) === file)?.key : file;
+    if (key === undefined) return null;
+    const kind = m.volume.configMap ? 'ConfigMap' : 'Secret';
+    const o = store.objects[`/${kind}/${namespace}/${String(src.name ?? src.secretName)}`];
+    const v = ((o?.data as Dict | undefined) ?? {})[String(key)];
+    if (typeof v !== 'string') return null;
+    return kind === 'Secret' ? Buffer.from(v, 'base64').toString('utf8') : v;
+  };
+
+  return { uid, exists, writeError, read };
 }
 
 /** `$(VAR)` expansion as the kubelet does it: defined names are replaced, `$$` escapes a dollar,

@@ -22,7 +22,7 @@
 import crypto from 'node:crypto';
 import type { KubeStore } from './kube-store.ts';
 import { containerEnv, containerFs, UV_MESSAGE, type ContainerFs, type PodFields } from './container-fs.ts';
-import { modelFor, type Exit, type Need, type PathSpec, type WorkloadModel } from './workload-models.ts';
+import { modelFor, type Exit, type Need, type PathSpec, type RequestContext, type WorkloadModel } from './workload-models.ts';
 
 type Dict = Record<string, any>;
 
@@ -119,7 +119,7 @@ function check(need: Need, p: Proc): Checked {
 }
 
 /** What the program answers to one request: a status (with what it logged), or it dies. */
-type Answer = { status: number; log: string[] } | { refused: true } | { crash: Exit; log: string[] };
+export type Answer = { status: number; log: string[]; headers?: Record<string, string>; body?: string } | { refused: true } | { crash: Exit; log: string[] };
 
 /** What a request from outside does to a running container of this plan's spec: the exit it
  *  causes, or null when the program answers (or nothing listens there). */
@@ -131,12 +131,22 @@ export function requestKills(input: RunInput, path: string, port: number, host: 
   return 'crash' in a ? { exitCode: a.crash.exitCode, log: [...a.log, ...a.crash.log] } : null;
 }
 
+/** What a running container of this spec answers to a request from outside (a visitor through the
+ *  tunnel): a container whose image no model knows answers every path. */
+export function requestAnswer(input: RunInput, path: string, port: number, host: string, ctx: RequestContext): Answer {
+  const model = modelFor(String(input.container.image ?? ''));
+  if (!model) return { status: 200, log: [] };
+  const p: Proc = { model, fs: containerFs(input.store, input.namespace, input.podSpec, input.container, model), env: envOf(input), args: argsOf(input.container) };
+  return answer(p, path, port, host, ctx);
+}
+
 function argsOf(c: Dict): string[] {
   return [...((c.command as string[]) ?? []), ...((c.args as string[]) ?? [])].map(String);
 }
 
-function answer(p: Proc, path: string, port: number, host: string): Answer {
+function answer(p: Proc, rawPath: string, port: number, host: string, ctx?: RequestContext): Answer {
   const m = p.model;
+  const path = rawPath.split('?')[0];
   if (!m.ports.includes(port)) return { refused: true };
   const hc = m.hostCheck;
   if (hc && path.startsWith(hc.prefix)) {
@@ -151,6 +161,17 @@ function answer(p: Proc, path: string, port: number, host: string): Answer {
     const r = check(need, p);
     if (!r.ok) return { crash: r.exit, log };
     if (r.line) log.push(r.line);
+  }
+  if (route.signedIn) {
+    // A kubelet probe brings no credentials: it is anonymous, like any request without them.
+    const who = m.signIn && ctx ? m.signIn(ctx, { env: p.env, read: (f) => p.fs.read(f) }) : ({ anonymous: true } as const);
+    if ('refused' in who) return { status: 401, log: [...log, ...who.log], headers: { 'content-type': 'application/json' }, body: '{"message":"Unauthorized"}' };
+    if ('anonymous' in who) {
+      const s = route.signedIn;
+      return s.location ? { status: s.otherwise, log, headers: { location: s.location } } : { status: s.otherwise, log, headers: { 'content-type': 'application/json' }, body: '{"message":"Unauthorized"}' };
+    }
+    const body = route.signedIn.body?.(who.user);
+    return { status: route.status, log, ...(body ? { headers: { 'content-type': 'application/json' }, body } : {}) };
   }
   return { status: route.status, log };
 }

@@ -19,10 +19,10 @@
 import crypto from 'node:crypto';
 import { groupOf, type KubeObject, type KubeStore } from './kube-store.ts';
 import { containerFs, type PodFields } from './container-fs.ts';
-import { containerId, containerState, goDuration, planRun, requestKills, runLog, terminationMessage, type ContainerState, type Kill, type RunPlan } from './container-run.ts';
+import { containerId, containerState, goDuration, planRun, requestAnswer, requestKills, runLog, terminationMessage, type Answer, type ContainerState, type Kill, type RunPlan } from './container-run.ts';
 import { podSecurityViolation } from './pod-security.ts';
 import { claimKey, claimProblem, claimsBound, claimsOf } from './volume-claims.ts';
-import { modelFor } from './workload-models.ts';
+import { modelFor, type RequestContext } from './workload-models.ts';
 import { missingRef, podSpecOf, startableSince } from './workload-refs.ts';
 
 type Dict = Record<string, any>;
@@ -55,6 +55,8 @@ export interface SimContainer {
   previousLog: string[] | null;
   /** Why it is waiting before any run (ContainerCreating, CreateContainerConfigError). */
   waiting?: { reason: string; message?: string };
+  /** What its program answers a request from outside, while it runs. */
+  answer?: (path: string, port: number, host: string, ctx: RequestContext) => Answer;
 }
 
 export interface SimPod {
@@ -287,6 +289,7 @@ function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: Si
       name: String(c.name),
       plan,
       state,
+      answer: (path, port, host, ctx) => requestAnswer(input, path, port, host, ctx),
       log: state.current ? runLog(plan, state.current, clock.now, clock.minuteMs) : null,
       previousLog: state.previous ? runLog(plan, state.previous, clock.now, clock.minuteMs) : null,
     };

@@ -8,6 +8,8 @@
 // Placeholders in messages: ${path}, ${file}, ${from}, ${error} (a Node/Go syscall error such as
 // `EACCES: permission denied`), ${goError} (the same in Go's words), ${host}, ${time}.
 
+import { grafanaSignIn } from './grafana-auth.ts';
+
 /** How the program ends when a requirement fails: its exit code and what it printed. */
 export interface Exit {
   exitCode: number;
@@ -33,7 +35,21 @@ export interface Route {
   status: number;
   needs: Need[];
   source: string;
+  /** Only a signed-in user gets `status` (and `body`); anyone else gets `otherwise`, with
+   *  `location` for a redirect to the login page. */
+  signedIn?: { otherwise: number; location?: string; body?: (user: string) => string };
 }
+
+/** A request from outside, beyond its path: its headers, and how the program reaches the internet
+ *  from its pod (what it fetches there, or why it cannot). */
+export interface RequestContext {
+  headers: Record<string, string>;
+  fetch(url: string): { status: number; body: string } | { error: string };
+}
+
+/** Who a request is signed in as, by the program's own rules (e.g. grafana-auth.ts): anonymous
+ *  (no credentials it looks at), a user, or refused (credentials it rejects, with its log lines). */
+export type SignIn = (req: RequestContext, proc: { env: Record<string, string>; read(path: string): string | null }) => { user: string } | { anonymous: true } | { refused: true; log: string[] };
 
 /** A Host header check in front of some paths (a request from an unlisted host is refused). */
 export interface HostCheck {
@@ -65,12 +81,14 @@ export interface WorkloadModel {
   hostCheck?: HostCheck;
   /** Paths it answers; any other path is 404. */
   routes: Route[];
+  signIn?: SignIn;
   /** Lines it prints on a normal start (before serving). */
   startLog: string[];
   sources: string[];
 }
 
 // ---- the models -----------------------------------------------------------------------------------
+
 
 const HOMEPAGE_SRC = 'gethomepage/homepage v1.12.3';
 
@@ -224,7 +242,21 @@ const grafana: WorkloadModel = {
     },
   ],
   // grafana-community/helm-charts charts/grafana values.yaml: readiness and liveness GET /api/health.
-  routes: [{ path: '/api/health', status: 200, needs: [], source: 'grafana/grafana pkg/api/health.go' }],
+  // The rest needs a signed-in user: the API answers 401 without one, a page sends to /login
+  // (grafana/grafana pkg/middleware/auth.go notAuthorized).
+  routes: [
+    { path: '/api/health', status: 200, needs: [], source: 'grafana/grafana pkg/api/health.go' },
+    { path: '/login', status: 200, needs: [], source: 'grafana/grafana pkg/api/login.go' },
+    { path: '/', status: 200, needs: [], signedIn: { otherwise: 302, location: '/login' }, source: 'grafana/grafana pkg/api/index.go' },
+    {
+      path: '/api/user',
+      status: 200,
+      needs: [],
+      signedIn: { otherwise: 401, body: (user) => JSON.stringify({ id: 2, email: user, name: '', login: user, orgId: 1, isGrafanaAdmin: false, isDisabled: false, isExternal: true, authLabels: ['JWT'] }) },
+      source: 'grafana/grafana pkg/api/user.go GetSignedInUser',
+    },
+  ],
+  signIn: grafanaSignIn,
   startLog: [],
   sources: [GRAFANA_SRC, 'grafana-community/helm-charts grafana-12.11.1 charts/grafana/templates/_pod.tpl (env GF_SECURITY_ADMIN_* from admin.existingSecret, GF_PATHS_DATA, storage emptyDir at /var/lib/grafana)'],
 };
