@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Cloudflare from 'cloudflare';
 import task, { desiredIngress, ingressDiff, type OtherTunnel, type TunnelChange, type TunnelRead } from '../tasks/create-tunnel.ts';
+import { accessBlock } from '../tasks/lib/access.ts';
 import { createTunnel, findTunnel, madeByHomelab, PERMISSIONS, tunnelTarget } from '../tasks/lib/cloudflare.ts';
 import { secretObject } from '../tasks/lib/kube.ts';
 import type { Facts, ProbeOutput, ReadContext } from '../tasks/lib/task.ts';
@@ -51,8 +52,15 @@ const WAITING = JSON.stringify({
 function inv(): Inventory {
   const i = inventory([{ name: 'node1', roles: ['control-plane'] }]);
   i.tunnel.routes = ROUTES.map((r) => ({ ...r }));
+  i.tunnel.access = { emails: ['you@example.com'], emailDomains: [], identityProviders: [], githubOrganizations: [], sessionDuration: '24h' };
   return i;
 }
+
+// Access in front of both routes (create-access made the applications): the team and their tags.
+const TEAM = 'homelab-lab';
+const AUD = { 'grafana.example.com': 'a'.repeat(64), 'home.example.com': 'b'.repeat(64) };
+const ACCESS = { authDomain: `${TEAM}.cloudflareaccess.com`, auds: { ...AUD } };
+const BLOCKS = new Map(Object.entries(AUD).map(([h, aud]) => [h, accessBlock(TEAM, aud)]));
 
 const cname = (name: string, target = ID, proxied = true, id = `rec-${name}`) => ({ id, name, type: 'CNAME', content: tunnelTarget(target), proxied });
 
@@ -62,10 +70,11 @@ function facts(over: Partial<TunnelRead> = {}, probe: Record<string, ProbeOutput
     probe: { deployment: out(), namespace: out('namespace/cloudflared\n'), ...probe },
     read: {
       tunnel: { id: ID, name: 'homelab', status: 'inactive', connections: 0, remoteConfig: true },
-      config: { version: 3, ingress: desiredIngress(ROUTES), other: {} },
+      config: { version: 3, ingress: desiredIngress(ROUTES, BLOCKS), other: {} },
       zone: ZONE,
       records: ROUTES.map((r) => cname(r.hostname)),
       tokenSecret: 'current',
+      access: ACCESS,
       ...over,
     },
   };
@@ -84,7 +93,7 @@ pure('nothing made yet: the tunnel, its ingress, both records and the token Secr
   const cs = check(facts({ tunnel: null, config: null, records: [], tokenSecret: 'missing' }, { namespace: out('') }));
   assert.equal(lines(cs), [
     'tunnel homelab: missing -> created (remotely managed)',
-    'tunnel ingress: none -> grafana.example.com, home.example.com, catch-all http_status:404',
+    'tunnel ingress: none -> grafana.example.com (behind Access), home.example.com (behind Access), catch-all http_status:404',
     'DNS grafana.example.com: missing -> proxied CNAME to the tunnel',
     'DNS home.example.com: missing -> proxied CNAME to the tunnel',
     'token Secret cloudflared/tunnel-token: missing -> current token',
@@ -108,14 +117,51 @@ pure('ingress: names the hostnames that differ, and the catch-all', () => {
   assert.equal(c.kind === 'config' && c.other, { 'warp-routing': { enabled: true } }, 'other settings are kept on update');
 });
 
-pure('ingress: `originRequest: {}` and its absence are the same; order and extra catch-alls are not', () => {
+pure('ingress of public routes: `originRequest: {}` and its absence are the same; order and extra catch-alls are not', () => {
   const want = desiredIngress(ROUTES);
   assert.equal(ingressDiff(want.map(({ originRequest: _o, ...r }) => r), want), []);
   assert.equal(ingressDiff([want[1], want[0], want[2]], want), ['rule order']);
   assert.equal(ingressDiff([want[0], { service: 'http_status:404' }, want[1], want[2]], want), ['rule order']);
   assert.equal(ingressDiff([{ ...want[0], originRequest: { noTLSVerify: true } }, want[1], want[2]], want), [
-    'grafana.example.com has a path or origin settings made outside homelab',
+    'grafana.example.com has origin settings made outside homelab',
   ]);
+});
+
+pure('ingress behind Access: each rule carries its own originRequest.access, and any other block is drift in words', () => {
+  const want = desiredIngress(ROUTES, BLOCKS);
+  assert.equal(want[0].originRequest, { access: { required: true, teamName: TEAM, audTag: [AUD['grafana.example.com']] } });
+  const [g, h, all] = want;
+  // Key order is the API's business.
+  assert.equal(ingressDiff([{ ...g, originRequest: { access: { audTag: [AUD['grafana.example.com']], teamName: TEAM, required: true } } }, h, all], want), []);
+  const without = { hostname: g.hostname, service: g.service };
+  assert.equal(ingressDiff([without, h, all], want), [
+    `grafana.example.com originRequest.access missing (cloudflared lets in what did not pass Access) -> required, team ${TEAM}, audience aaaaaaaa…`,
+  ]);
+  // A top-level block guards nothing (cloudflared#784): the rule still lacks its own.
+  const [c] = check(facts({ config: { version: 4, ingress: [without, h, all], other: { originRequest: { access: { required: true, teamName: TEAM, audTag: [AUD['grafana.example.com']] } } } } }));
+  assert.match(c.summary, /^tunnel ingress: grafana\.example\.com originRequest\.access missing/);
+  const stale = { ...g, originRequest: { access: { required: true, teamName: TEAM, audTag: ['c'.repeat(64)] } } };
+  assert.equal(ingressDiff([stale, h, all], want), [`grafana.example.com originRequest.access required, team ${TEAM}, audience cccccccc… -> required, team ${TEAM}, audience aaaaaaaa…`]);
+  const lax = { ...g, originRequest: { access: { required: false, teamName: TEAM, audTag: [AUD['grafana.example.com']] } } };
+  assert.match(ingressDiff([lax, h, all], want)[0], /^grafana\.example\.com originRequest\.access not required, /);
+  // A route made public keeps no block.
+  assert.equal(ingressDiff(want, desiredIngress(ROUTES, new Map([['home.example.com', BLOCKS.get('home.example.com')!]]))), [
+    `grafana.example.com originRequest.access (required, team ${TEAM}, audience aaaaaaaa…) -> none (a public route)`,
+  ]);
+});
+
+pure('a guarded route without its Access application is not published: nothing changes, and the line says why', () => {
+  const cs = check(facts({ tunnel: null, config: null, records: [], tokenSecret: 'missing', access: { authDomain: ACCESS.authDomain, auds: { 'home.example.com': AUD['home.example.com'] } } }));
+  const blocked = cs.filter((c) => c.kind === 'blocked');
+  assert.equal(lines(blocked), [
+    'tunnel ingress: grafana.example.com: no Access application guards it yet -> published only behind Access (create-access makes the application; run it first)',
+  ]);
+  const [noTeam] = check(facts({ access: { authDomain: null, auds: {} } })).filter((c) => c.kind === 'blocked');
+  assert.match(noTeam.summary, /grafana\.example\.com: the account has no Zero Trust team yet/);
+  // A public route needs no application.
+  const i = inv();
+  for (const r of i.tunnel.routes) r.public = true;
+  assert.equal(check(facts({ config: { version: 3, ingress: desiredIngress(ROUTES), other: {} }, access: { authDomain: null, auds: {} } }), i), []);
 });
 
 pure('DNS: a CNAME to another tunnel or not proxied is corrected; one to this tunnel no longer routed is deleted', () => {
@@ -147,8 +193,8 @@ pure('DNS: an A record, or a CNAME elsewhere, on a routed hostname blocks the ta
 
 pure('DNS: a route outside the zone, or a zone the token cannot see, blocks the task', () => {
   const i = inv();
-  i.tunnel.routes.push({ hostname: 'app.other.org', service: 'http://a:1' });
-  const cs = check(facts({ config: { version: 1, ingress: desiredIngress(i.tunnel.routes), other: {} } }), i);
+  i.tunnel.routes.push({ hostname: 'app.other.org', service: 'http://a:1', public: true });
+  const cs = check(facts({ config: { version: 1, ingress: desiredIngress(i.tunnel.routes, BLOCKS), other: {} } }), i);
   assert.equal(lines(cs), ['DNS app.other.org: not in the zone example.com (cluster.domain) -> no record can be made for it']);
   const [z] = check(facts({ zone: null, records: [] }));
   assert.match(z.summary, /^zone example\.com: not visible to the API token -> .*Zone › DNS › Edit/);
@@ -374,12 +420,12 @@ async function withLab<T>(file: string, fn: (lab: LabSession, cf: Cloudflare, in
   }
 }
 
-/** `tasks run|check WORDS --lab`, in-process, keeping the lab's counters. */
+/** `tasks run|check WORDS --lab`, in-process, keeping the lab's counters; `unit` is the last word's. */
 async function engine(file: string, words: string[], mode: 'run' | 'check' = 'run') {
   return withLab(file, async (lab, _cf, inv) => {
     const reporter = new RecordingReporter();
     const result = await labEngine(inv, lab, { mode, words, reporter });
-    const unit = result.tasks.find((t) => t.task === words[0]);
+    const unit = result.tasks.find((t) => t.task === words[words.length - 1]);
     return {
       result,
       unit,
@@ -403,6 +449,13 @@ async function world(file: string) {
     return { tunnels, records: state.records, config, secret, token };
   });
 }
+
+/** The originRequest.access of each hostname homelab's Access applications guard in the lab. */
+const guards = (file: string) =>
+  withLab(file, async (lab) => {
+    const apps = Object.values(lab.cloudflare.state().access).flatMap((a) => a.apps as { name: string; domain: string; aud: string }[]);
+    return new Map(apps.filter((a) => a.name === `${a.domain} (homelab)`).map((a) => [a.domain, accessBlock('homelab-lab', a.aud)]));
+  });
 
 const kubectl = (file: string, script: string, input?: string) =>
   withLab(file, async (lab, _cf, inv) => lab.transportFor(inv.hosts[0]).exec(script, { sudo: true, input }));
@@ -433,7 +486,7 @@ lab('`run create-tunnel --lab --with-deps` converges: one tunnel, its ingress, t
   const id = w.tunnels[0].id;
   assert.is(w.tunnels[0].remote_config, true);
   assert.is(w.tunnels[0].status, 'inactive', 'nothing runs cloudflared yet, and the task does not wait for it');
-  assert.equal((w.config?.config as { ingress: unknown[] }).ingress, desiredIngress(loadInventory(ctx.file).tunnel.routes));
+  assert.equal((w.config?.config as { ingress: unknown[] }).ingress, desiredIngress(loadInventory(ctx.file).tunnel.routes, await guards(ctx.file)));
   assert.equal(
     w.records.map((r) => `${r.type} ${r.name} ${r.content} ${r.proxied}`).sort(),
     [`CNAME grafana.example.com ${id}.cfargotunnel.com true`, `CNAME home.example.com ${id}.cfargotunnel.com true`],
@@ -450,8 +503,16 @@ lab('a second run changes nothing: no Cloudflare write, no mutating command, `ve
   assert.is(r.writes, 0);
   assert.equal(r.mutating, []);
   assert.is((await world(ctx.file)).config!.version, before);
-  // The cost of a no-op run: five reads.
+  // The cost of a no-op run: seven reads (two of them Access', for the rules' audience tags), and
+  // create-access's five, as the dependency checked first.
   assert.equal(r.requests.sort(), [
+    'GET /client/v4/accounts/:id/access/apps',
+    'GET /client/v4/accounts/:id/access/apps',
+    'GET /client/v4/accounts/:id/access/identity_providers',
+    'GET /client/v4/accounts/:id/access/organizations',
+    'GET /client/v4/accounts/:id/access/organizations',
+    'GET /client/v4/accounts/:id/access/policies',
+    'GET /client/v4/accounts/:id/access/service_tokens',
     'GET /client/v4/accounts/:id/cfd_tunnel',
     'GET /client/v4/accounts/:id/cfd_tunnel/:id/configurations',
     'GET /client/v4/accounts/:id/cfd_tunnel/:id/token',
@@ -461,16 +522,26 @@ lab('a second run changes nothing: no Cloudflare write, no mutating command, `ve
   ctx.notes.push(`no-op run: ${r.requests.length} API calls, 0 writes`);
 });
 
-lab('a route added to the inventory changes exactly the configuration and one DNS record', async (ctx) => {
+lab('a route added to the inventory: Access first (a policy, an application), then exactly the configuration and one DNS record', async (ctx) => {
   writeInventory(ctx.file, true);
   const before = await world(ctx.file);
-  const r = await engine(ctx.file, ['create-tunnel']);
+  // Alone, create-tunnel is held back: the new hostname is not behind Access yet.
+  const alone = await engine(ctx.file, ['create-tunnel']);
+  assert.is(alone.unit?.status, 'skipped');
+  assert.match(alone.unit!.error!, /needs create-access, which is not converged/);
+  assert.is(alone.writes, 0);
+  const r = await engine(ctx.file, ['create-access', 'create-tunnel']);
   assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
   assert.equal(r.unit?.changes, [
     'tunnel ingress: status.example.com missing -> updated',
     'DNS status.example.com: missing -> proxied CNAME to the tunnel',
   ]);
-  assert.equal(r.requests.filter((x) => !x.startsWith('GET')), ['PUT /client/v4/accounts/:id/cfd_tunnel/:id/configurations', 'POST /client/v4/zones/:id/dns_records']);
+  assert.equal(r.requests.filter((x) => !x.startsWith('GET')), [
+    'POST /client/v4/accounts/:id/access/policies',
+    'POST /client/v4/accounts/:id/access/apps',
+    'PUT /client/v4/accounts/:id/cfd_tunnel/:id/configurations',
+    'POST /client/v4/zones/:id/dns_records',
+  ]);
   const after = await world(ctx.file);
   assert.is(after.config!.version, before.config!.version + 1);
   assert.is(after.records.length, before.records.length + 1);
@@ -598,7 +669,7 @@ lab('a route removed: its record (pointing to this tunnel) is deleted; a record 
     await cf.dns.records.create({ zone_id: zone.id, type: 'CNAME', name: 'elsewhere.example.com', content: tunnelTarget(OTHER), proxied: true, ttl: 1 });
   });
   writeInventory(ctx.file, false);
-  const r = await engine(ctx.file, ['create-tunnel']);
+  const r = await engine(ctx.file, ['create-access', 'create-tunnel']);
   assert.is(r.unit?.status, 'changed', JSON.stringify(r.unit));
   assert.equal(r.unit?.changes, [
     'tunnel ingress: status.example.com not in tunnel.routes -> updated',
@@ -607,7 +678,7 @@ lab('a route removed: its record (pointing to this tunnel) is deleted; a record 
   ]);
   const w = await world(ctx.file);
   assert.equal(w.records.map((x) => x.name).sort(), ['elsewhere.example.com', 'grafana.example.com', 'home.example.com']);
-  assert.is((await engine(ctx.file, ['create-tunnel'])).writes, 0);
+  assert.is((await engine(ctx.file, ['create-access', 'create-tunnel'])).writes, 0);
 });
 
 /** Every tunnel of the lab account, and its records. */
