@@ -224,8 +224,10 @@ export function answer(state: CloudflareState, req: EdgeRequest, origin: Origin,
     return g ? [{ account: a, app: g }] : [];
   });
   const { account, app } = guards[0] ?? { account: undefined, app: null };
+  // A visitor may send any header; on a hostname Access guards, Access sets this one itself. Where
+  // nothing guards the hostname it passes as sent: cloudflared's check of its signature is what
+  // stops a forged one.
   const headers = { ...req.headers };
-  delete headers['cf-access-jwt-assertion'];
   if (app && account) {
     const gate = accessGate(account, app, req, host, now);
     if ('status' in gate) return gate;
