@@ -11,6 +11,7 @@ import { labDir, startLabSession } from '../tasks/lab/session.ts';
 import { labGitHubState } from '../tasks/lab/github.ts';
 import { Faults, parseFaults } from '../tasks/lab/faults.ts';
 import { quote } from '../tasks/lib/shell.ts';
+import { serviceTokenSecret } from '../tasks/lib/access.ts';
 
 const HELP = `Usage: npx tsx scripts/lab.ts <command> [--inventory PATH]
 
@@ -22,6 +23,11 @@ const HELP = `Usage: npx tsx scripts/lab.ts <command> [--inventory PATH]
                                       SPEC (e.g. github:500=*) for every later run until met or
                                       cleared, clear the named ones (default: all). A fault given
                                       with --lab-faults or LAB_FAULTS lasts only the run it is on.
+  visit HOSTNAME [PATH] [--as EMAIL | --token NAME]
+                                      what a visitor gets through the lab's Cloudflare edge: a
+                                      stranger (default), a person signed in as EMAIL (the lab's
+                                      stand-in for an identity provider), or a machine with the
+                                      service token NAME from its cluster Secret
   reset                               forget the whole lab (.lab/ beside the inventory)
   serve                               keep the lab up and print how to reach it (Ctrl-C stops)
 
@@ -34,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: own,
     allowPositionals: true,
-    options: { inventory: { type: 'string' }, user: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { inventory: { type: 'string' }, user: { type: 'string' }, as: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   const [cmd, ...rest] = positionals;
   if (!cmd || values.help) {
@@ -86,6 +92,33 @@ async function main(argv: string[]): Promise<number> {
         await lab.close();
       }
     }
+    case 'visit': {
+      const [hostname, p = '/'] = rest;
+      if (!hostname) throw new UserError('visit needs a hostname, e.g. visit grafana.example.com');
+      const lab = await startLabSession(inventory);
+      try {
+        const headers: Record<string, string> = {};
+        if (values.as) {
+          const cookie = lab.cloudflare.signIn(hostname, { email: values.as });
+          if (!cookie) throw new UserError(`Access lets ${values.as} into no application on ${hostname}: its policies refuse them, or no application guards it`);
+          headers.cookie = `CF_Authorization=${cookie}`;
+        }
+        if (values.token) {
+          const s = serviceTokenSecret(values.token);
+          const res = await lab.transportFor(inventory.hosts[0]).exec(`microk8s kubectl get secret ${quote(s.name)} -n ${quote(s.namespace)} -o json`, { sudo: true });
+          if (res.exitCode !== 0) throw new UserError(`no Secret ${s.namespace}/${s.name} in the lab cluster: ${res.stderr.trim()}`);
+          const data = (JSON.parse(res.stdout) as { data: Record<string, string> }).data;
+          headers['cf-access-client-id'] = Buffer.from(data[s.idKey], 'base64').toString();
+          headers['cf-access-client-secret'] = Buffer.from(data[s.secretKey], 'base64').toString();
+        }
+        const r = lab.cloudflare.visit({ method: 'GET', host: hostname, path: p, headers });
+        console.log(`${r.status}${r.headers.location ? ` -> ${r.headers.location}` : ''}`);
+        if (r.body) console.log(r.body.trimEnd());
+        return 0;
+      } finally {
+        await lab.close();
+      }
+    }
     case 'serve': {
       const lab = await startLabSession(inventory);
       console.log(lab.banner);
@@ -94,7 +127,11 @@ async function main(argv: string[]): Promise<number> {
         const vars = Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(' ');
         console.log(`\n${h.name}: env ${vars} bash`);
       }
-      console.log(`\nGITHUB: GH_HOST-style base URL ${lab.github.url} (any token works)\nCLOUDFLARE: CLOUDFLARE_BASE_URL=${lab.cloudflare.url}\nCtrl-C stops the lab.`);
+      const host = inventory.tunnel.routes[0]?.hostname ?? `www.${inventory.cluster.domain}`;
+      console.log(
+        `\nGITHUB: GH_HOST-style base URL ${lab.github.url} (any token works)\nCLOUDFLARE: CLOUDFLARE_BASE_URL=${lab.cloudflare.url}` +
+          `\nEDGE: curl -si -H 'Host: ${host}' ${lab.cloudflare.edgeUrl}/ (what a visitor of ${host} gets)\nCtrl-C stops the lab.`,
+      );
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
       await lab.close();
       return 0;
