@@ -68,7 +68,7 @@ cli('unknown command or option: exit 1, one clear line, no stack', async () => {
 // main's catch printed the message inside "internal error ... <stack>", so matching the message
 // alone passed while users were told to report a bug.
 cli('an unknown task name is the user\'s error: exit 1, the known tasks, did-you-mean for a near miss, no stack', async () => {
-  const known = 'prepare-host, install-microk8s, join-nodes, enable-addons, create-tunnel, seed-monitoring, seed-alerts, bootstrap-flux, health';
+  const known = 'prepare-host, install-microk8s, join-nodes, enable-addons, create-access, create-tunnel, seed-monitoring, seed-alerts, bootstrap-flux, health, exposure';
   const near = io(workdir());
   assert.is(await main(['check', 'prepare-hots'], near.io), 1);
   assert.equal(near.err, [`error: unknown task "prepare-hots" (did you mean "prepare-host"?); the tasks are: ${known}, or all`]);
@@ -165,7 +165,7 @@ cli('missing secrets are all named at once, before any connection, lock or journ
     const dotenv = path.join(dir, '.env');
     assert.equal(t.err, [
       'error: 3 secrets are missing; nothing was run:\n' +
-        '  CLOUDFLARE_API_TOKEN is not set (tunnel.apiToken, needed by create-tunnel)\n' +
+        '  CLOUDFLARE_API_TOKEN is not set (tunnel.apiToken, needed by create-access, create-tunnel, exposure)\n' +
         '  GRAFANA_ADMIN_PASSWORD is not set (monitoring.grafana.adminPassword, needed by seed-monitoring)\n' +
         '  GITHUB_TOKEN is empty (flux.github.token, needed by bootstrap-flux)\n' +
         `Set each in the environment or as NAME=value in ${dotenv} (beside the inventory), or point the inventory at a file (file:PATH, relative to the inventory).`,
@@ -181,7 +181,7 @@ cli('missing secrets are all named at once, before any connection, lock or journ
     assert.is(await main(['run', 'all'], f.io), 1);
     assert.equal(f.err, [
       'error: 1 secret is missing; nothing was run:\n' +
-        `  file:cf-token (tunnel.apiToken, needed by create-tunnel): cannot read ${path.join(files, 'cf-token')} (no such file); create it or fix the path`,
+        `  file:cf-token (tunnel.apiToken, needed by create-access, create-tunnel, exposure): cannot read ${path.join(files, 'cf-token')} (no such file); create it or fix the path`,
     ]);
     assert.is(silent.connections(), 0, 'no host was contacted');
   } finally {
@@ -202,7 +202,7 @@ cli('a secret only an unselected task needs is not asked for; run X asks for wha
     // bootstrap-flux alone: its own token, and the two secrets of the tasks checked before it.
     const flux = io(dir, { GITHUB_TOKEN: 'set' });
     assert.is(await main(['run', 'bootstrap-flux'], flux.io), 1);
-    assert.match(flux.err[0], /^error: 2 secrets are missing; nothing was run:\n  CLOUDFLARE_API_TOKEN is not set \(tunnel\.apiToken, needed by create-tunnel\)\n  GRAFANA_ADMIN_PASSWORD is not set/);
+    assert.match(flux.err[0], /^error: 2 secrets are missing; nothing was run:\n  CLOUDFLARE_API_TOKEN is not set \(tunnel\.apiToken, needed by create-access, create-tunnel\)\n  GRAFANA_ADMIN_PASSWORD is not set/);
   } finally {
     silent.close();
   }

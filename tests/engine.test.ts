@@ -63,7 +63,7 @@ graph('selects with and without dependencies, and suggests near misses', () => {
 
 graph('the real tasks form a DAG and print as Mermaid, one edge per need', () => {
   const g = buildGraph(allTasks);
-  assert.equal(allTasks.map((t) => t.id).sort(), ['bootstrap-flux', 'create-tunnel', 'enable-addons', 'health', 'install-microk8s', 'join-nodes', 'prepare-host', 'seed-alerts', 'seed-monitoring']);
+  assert.equal(allTasks.map((t) => t.id).sort(), ['bootstrap-flux', 'create-access', 'create-tunnel', 'enable-addons', 'exposure', 'health', 'install-microk8s', 'join-nodes', 'prepare-host', 'seed-alerts', 'seed-monitoring']);
   const m = mermaid(g);
   assert.ok(m.startsWith('graph TD\n'));
   const edges = m.split('\n').filter((l) => l.includes('-->'));

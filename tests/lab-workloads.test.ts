@@ -11,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
 import { renderRepository } from '../tasks/lib/render.ts';
+import { grafanaConfig } from '../tasks/create-access.ts';
 import { labInstallYaml } from '../tasks/lab/flux-release.ts';
 import { clusterOf } from '../tasks/lab/hosts/microk8s-state.ts';
 import { podClock } from '../tasks/lab/hosts/kube-workloads.ts';
@@ -34,6 +35,7 @@ const inv = () => {
     { hostname: 'home.example.com', service: 'http://homepage.homepage:3000' },
     { hostname: 'grafana.example.com', service: 'http://kube-prometheus-stack-grafana.monitoring:80' },
   ];
+  i.tunnel.access = { emails: ['you@example.com'], emailDomains: [], identityProviders: [], githubOrganizations: [], sessionDuration: '24h' };
   return i;
 };
 
@@ -125,6 +127,9 @@ async function gitops(lab: Lab, variant: Variant): Promise<void> {
   for (const ns of ['cloudflared', 'monitoring']) await ok(['create', 'namespace', ns]);
   await ok(['create', 'secret', 'generic', 'tunnel-token', '-n', 'cloudflared', `--from-literal=token=${TOKEN}`]);
   await ok(['create', 'secret', 'generic', 'grafana-admin', '-n', 'monitoring', '--from-literal=admin-user=admin', '--from-literal=admin-password=lab']);
+  // Grafana behind Access reads its JWT settings from what create-access writes.
+  const access = Object.entries(grafanaConfig('homelab-lab.cloudflareaccess.com', 'a'.repeat(64))).map(([k, v]) => `--from-literal=${k}=${v}`);
+  await ok(['create', 'configmap', 'grafana-access', '-n', 'monitoring', ...access]);
   await ok(['apply', '-f', '-'], files.get('clusters/production/flux-system/gotk-sync.yaml')!);
 }
 
@@ -167,7 +172,13 @@ test('before the fix: Flux reports apps Ready, and the first page load kills Hom
 
   const ref = clusterOf(lab.world, lab.node)!;
   const sent = request(ref.cluster.kube, podClock(lab.world, podNodes(lab.world, ref)), 'homepage', 'homepage', 3000, 'home.example.com', PAGE_LOAD);
-  assert.equal(sent, { pod: pod.metadata.name, port: 3000 });
+  assert.ok(sent.pod !== null);
+  assert.equal([sent.pod, sent.port], [pod.metadata.name, 3000]);
+  // What the visitor gets: the page, then /api/validate kills the program, and nothing answers the rest.
+  assert.equal(
+    sent.answers.map((a) => ('status' in a ? a.status : 'crash' in a ? `exit ${a.crash.exitCode}` : 'refused')),
+    [200, 'exit 1', 'refused', 'refused', 'refused', 'refused'],
+  );
   const after = await lab.json(['get', 'pod', pod.metadata.name, '-n', 'homepage']);
   const cs = after.status.containerStatuses[0];
   // The first restart is immediate: it runs again, until the next page load.
