@@ -22,6 +22,7 @@ import { Evaluator, matchesAll, type Sample } from '../tasks/lab/hosts/promql.ts
 import type { HostState } from '../tasks/lab/hosts/types.ts';
 import { loadInventory } from '../tasks/lib/inventory.ts';
 import { renderRepository } from '../tasks/lib/render.ts';
+import { grafanaConfig } from '../tasks/create-access.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
 import { cli, workdir } from './helpers/lab-cli.ts';
 import { cleanup, installMicrok8s, kubectl, makeHost, makeWorld, run, type TestWorld } from './helpers/microk8s-world.ts';
@@ -105,6 +106,8 @@ async function lab(): Promise<Lab> {
     ...(await docs('monitoring/configs/podmonitors.yaml')),
     ...(await docs('monitoring/configs/rules.yaml')),
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'grafana-admin', namespace: 'monitoring' }, stringData: { 'admin-user': 'admin', 'admin-password': 'pw' } },
+    // Grafana behind Access (the example inventory) reads what create-access writes.
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'grafana-access', namespace: 'monitoring' }, data: grafanaConfig('homelab-lab.cloudflareaccess.com', 'a'.repeat(64)) },
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'tunnel-token', namespace: 'cloudflared' }, stringData: { token: CONNECTOR_TOKEN } },
   ]);
   // The operator runs once its Deployment is available; its StatefulSets need another pass.

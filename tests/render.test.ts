@@ -343,6 +343,28 @@ layout('kube-prometheus-stack: pinned chart, CRD policies, values from the inven
   assert.not.match(files.get('monitoring/controllers/kube-prometheus-stack/release.yaml') as string, /adminPassword/);
 });
 
+layout('Grafana behind Access: JWT sign-in from Cf-Access-Jwt-Assertion, its team settings from ConfigMap grafana-access, egress to 443 for the keys; none of it for a public route', async () => {
+  const { files } = await renderRepository(example());
+  const [hr] = docs(files, 'monitoring/controllers/kube-prometheus-stack/release.yaml');
+  const g = hr.spec.values.grafana;
+  assert.equal(g['grafana.ini']['auth.jwt'], { enabled: true, header_name: 'Cf-Access-Jwt-Assertion', email_claim: 'email', username_claim: 'email', auto_sign_up: true });
+  assert.equal(g.envValueFrom, {
+    GF_AUTH_JWT_JWK_SET_URL: { configMapKeyRef: { name: 'grafana-access', key: 'jwk-set-url' } },
+    GF_AUTH_JWT_EXPECT_CLAIMS: { configMapKeyRef: { name: 'grafana-access', key: 'expect-claims' } },
+  });
+  assert.equal(g.admin, { existingSecret: 'grafana-admin', userKey: 'admin-user', passwordKey: 'admin-password' }, 'the admin password stays, for break-glass');
+  const egress = docs(files, 'infrastructure/configs/monitoring.yaml').find((o) => o.metadata?.name === 'allow-grafana-to-access-keys');
+  assert.ok(egress, 'Grafana may fetch the team\'s keys');
+  assert.equal([egress!.spec.podSelector, egress!.spec.egress[0].ports], [{ matchLabels: { 'app.kubernetes.io/name': 'grafana' } }, [{ protocol: 'TCP', port: 443 }]]);
+
+  const open = example();
+  open.tunnel.routes.find((r) => r.service.includes('grafana'))!.public = true;
+  const plain = await renderRepository(open);
+  const [hr2] = docs(plain.files, 'monitoring/controllers/kube-prometheus-stack/release.yaml');
+  assert.equal([hr2.spec.values.grafana['grafana.ini']['auth.jwt'], hr2.spec.values.grafana.envValueFrom], [undefined, undefined]);
+  assert.not.ok(docs(plain.files, 'infrastructure/configs/monitoring.yaml').some((o) => o.metadata?.name === 'allow-grafana-to-access-keys'));
+});
+
 layout('monitoring configs: PodMonitors, rules and dashboards on metrics the exporters expose', async () => {
   const { files } = await renderRepository(example());
   const monitors = docs(files, 'monitoring/configs/podmonitors.yaml');

@@ -66,7 +66,7 @@ transient('every retry is said once, as a progress line of the unit waiting on i
       assert.match(l, /^\[cluster\] bootstrap-flux: GitHub answered \d+ to GET \/repos\/my-user\/homelab-gitops\S*; retrying in (0\.05s \(1|0\.2s \(2|0\.45s \(3)\/4\)$/);
     const cloudflare = said(/Cloudflare/);
     assert.equal(statuses(cloudflare), ['429', '500', '500'], cloudflare.join('\n'));
-    for (const l of cloudflare) assert.match(l, /^\[cluster\] create-tunnel: Cloudflare answered \d+ to GET \/(zones|accounts\/0123456789abcdef0123456789abcdef\/\S+); retrying \([123]\/4\)$/);
+    for (const l of cloudflare) assert.match(l, /^\[cluster\] (create-access|create-tunnel|exposure): Cloudflare answered \d+ to GET \/(zones|accounts\/0123456789abcdef0123456789abcdef\/\S+); retrying \([123]\/4\)$/);
     const ssh = said(/connection lost/);
     assert.equal(
       ssh.map((l) => l.replace(/in [\d.]+s/, 'in Ns')),
@@ -132,7 +132,7 @@ hang.run();
 
 const permanent = suite('safety faults: a permanent failure fails its task only, and --failed finishes the job');
 
-permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstrap-flux waits, the rest converges', async () => {
+permanent('Cloudflare answering 500 to everything: create-access fails, what needs it waits, the rest converges', async () => {
   const w = workdir(singleNode(), 'hl-safety-permanent-');
   try {
     const run = await cli(['run', 'all', '--lab', '--json', '--inventory', w.file, '--lab-faults', 'cloudflare:500=*'], { cwd: w.dir });
@@ -144,26 +144,32 @@ permanent('Cloudflare answering 500 to everything: create-tunnel fails, bootstra
       'install-microk8s@node1:changed',
       'join-nodes@-:ok',
       'enable-addons@-:changed',
-      'create-tunnel@-:failed',
+      'create-access@-:failed',
+      'create-tunnel@-:skipped',
       'seed-monitoring@-:changed',
       'seed-alerts@-:ok',
       'bootstrap-flux@-:skipped',
       'health@-:skipped',
+      'exposure@-:skipped',
     ]);
     const byTask = Object.fromEntries(doc.tasks.map((t) => [t.task, t]));
-    assert.match(byTask['create-tunnel'].error!, /Internal Server Error/);
-    assert.is(byTask['bootstrap-flux'].error, 'needs create-tunnel, which failed');
+    assert.match(byTask['create-access'].error!, /Internal Server Error/);
+    assert.is(byTask['create-tunnel'].error, 'needs create-access, which failed');
+    assert.is(byTask['bootstrap-flux'].error, 'needs create-tunnel, which was skipped');
     // Retried, and bounded: a request is tried 1 + 4 times (apis.ts) per reading of the facts, and
-    // this run reads them twice (up front, then again once enable-addons has changed the cluster).
+    // this run reads them twice (up front, then again once enable-addons has changed the cluster);
+    // the Access applications are read by create-tunnel too, and the organization by create-tunnel
+    // and exposure (each once, up front, before they are held back).
+    const readings = (r: string) => (/\/access\/organizations$/.test(r) ? 4 : /\/access\/apps$/.test(r) ? 3 : 2);
     const tries = new Map<string, number>();
     for (const r of run.requests.filter((x) => x.startsWith('500 '))) tries.set(r, (tries.get(r) ?? 0) + 1);
     assert.ok(tries.size > 0);
-    for (const [r, n] of tries) assert.ok(n >= 2 && n <= 2 * 5, `${r}: ${n} attempts`);
+    for (const [r, n] of tries) assert.ok(n >= 2 && n <= readings(r) * 5, `${r}: ${n} attempts`);
 
     // --lab-faults lasted that run only: the rerun meets a Cloudflare that answers again.
     const again = await cli(['run', '--failed', '--lab', '--json', '--inventory', w.file], { cwd: w.dir });
     assert.is(again.code, 0, again.text());
-    assert.equal(statuses(again.json()), ['create-tunnel@-:changed', 'bootstrap-flux@-:changed', 'health@-:ok']);
+    assert.equal(statuses(again.json()), ['create-access@-:changed', 'create-tunnel@-:changed', 'bootstrap-flux@-:changed', 'health@-:ok', 'exposure@-:ok']);
     const check = await cli(['check', 'all', '--lab', '--inventory', w.file], { cwd: w.dir });
     assert.is(check.code, 0, check.text());
   } finally {

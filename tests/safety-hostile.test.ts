@@ -177,16 +177,16 @@ const inTitle = (...bad: number[]) => bytes(EXAMPLE.slice(0, TITLE + 4), bad, EX
 const FILES: { name: string; source: string | Buffer; at: [number, number?]; message: RegExp }[] = [
   { name: 'a 2 MiB file', source: EXAMPLE + `# ${'x'.repeat(2 * 1024 * 1024)}\n`, at: [1, 1], message: /larger than 1 MiB/ },
   // Within the size limit, the count of tokens stops it, inside the list that has too many.
-  { name: '150 000 tokens in 300 kB', source: EXAMPLE + `many: [${'1,'.repeat(150_000)}1]\n`, at: [54], message: /more than 100000 YAML tokens/ },
+  { name: '150 000 tokens in 300 kB', source: EXAMPLE + `many: [${'1,'.repeat(150_000)}1]\n`, at: [55], message: /more than 100000 YAML tokens/ },
   {
     name: 'block mappings nested 80 deep',
     source: EXAMPLE + Array.from({ length: 80 }, (_, i) => `${'  '.repeat(i)}k${i}:\n`).join('') + `${'  '.repeat(80)}v\n`,
-    at: [54 + 64, 2 * 64 + 1],
+    at: [55 + 64, 2 * 64 + 1],
     message: /nested deeper than 64 levels/,
   },
   { name: 'an overlong UTF-8 encoding of "/" in the title', source: inTitle(0xc0, 0xaf), at: [titleLine, titleCol + 4], message: /byte 0xc0 is not UTF-8/ },
   { name: 'a UTF-16 surrogate encoded in UTF-8', source: inTitle(0xed, 0xa0, 0x80), at: [titleLine, titleCol + 4], message: /byte 0xed is not UTF-8/ },
-  { name: 'a multibyte sequence cut at the end of the file', source: bytes(EXAMPLE, '# caf', [0xc3]), at: [54, 6], message: /byte 0xc3 is not UTF-8/ },
+  { name: 'a multibyte sequence cut at the end of the file', source: bytes(EXAMPLE, '# caf', [0xc3]), at: [55, 6], message: /byte 0xc3 is not UTF-8/ },
   { name: 'a UTF-16 file (byte-order mark FF FE)', source: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(EXAMPLE, 'utf16le')]), at: [1, 1], message: /byte 0xff is not UTF-8/ },
   { name: 'a NUL byte in the title', source: inTitle(0), at: [titleLine, titleCol], message: /must be text without control characters .*got "Home\\u0000lab"/ },
   // 0x9b is CSI to a terminal: the message quotes the value with it escaped, never raw.
