@@ -68,6 +68,19 @@ async function nodes(sh: (host: string, script: string) => Promise<{ stdout: str
   return { status, ready, versions };
 }
 
+// The homelab as a fresh run leaves it, before anything is upgraded: healthy by its own account.
+test('a fresh 3+2 homelab is healthy: every scrape target up, no alert firing but Watchdog', async (ctx) => {
+  const sh = await open(ctx);
+  const proxy = '/api/v1/namespaces/monitoring/services/kube-prometheus-stack-prometheus:http-web/proxy';
+  const targets = JSON.parse((await sh('node1', `microk8s kubectl get --raw ${proxy}/api/v1/targets`)).stdout).data.activeTargets as { health: string; labels: Record<string, string> }[];
+  assert.ok(targets.length >= 30, `${targets.length} targets`);
+  assert.equal(targets.filter((t) => t.health !== 'up').map((t) => `${t.labels.job} ${t.labels.instance}`), []);
+  for (const host of ['192.168.1.10', '192.168.1.11', '192.168.1.12', '192.168.1.13', '192.168.1.14'])
+    assert.ok(targets.some((t) => t.labels.job === 'node-exporter' && t.labels.instance === `${host}:9100`), `node-exporter on ${host}`);
+  const alerts = JSON.parse((await sh('node1', `microk8s kubectl get --raw ${proxy}/api/v1/alerts`)).stdout).data.alerts as { state: string; labels: Record<string, string> }[];
+  assert.equal(alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname), ['Watchdog']);
+});
+
 test('a worker refreshed by hand before the control planes is NotReady with why; it recovers once they are refreshed', async (ctx) => {
   const sh = await open(ctx);
   assert.is((await sh('node4', 'snap refresh microk8s --channel=1.34/stable')).exitCode, 0);
