@@ -299,7 +299,7 @@ export function ownedPods(store: KubeStore, nodes: PodNode[]): OwnedPod[] {
 }
 
 /** `status.podIP`: the node's address for a host-network pod, else the next one of its node's block. */
-function assignAddresses(pods: OwnedPod[], nodes: PodNode[]): void {
+export function assignAddresses(pods: OwnedPod[], nodes: PodNode[]): void {
   const next = new Map(nodes.map((n) => [n.name, 1]));
   for (const { pod } of pods) {
     const spec = (pod.spec ?? {}) as Dict;

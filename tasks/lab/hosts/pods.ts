@@ -10,7 +10,8 @@
 // host-network pod has its node's address.
 import type { KubeObject } from './kube-store.ts';
 import { ownedPods } from './kube-workloads.ts';
-import { memberReady, type ClusterRef } from './microk8s-state.ts';
+import { schedule } from './kube-schedule.ts';
+import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 import type { World } from './types.ts';
 
 /** A cluster member's network: its address, its Calico block and tunnel address. */
@@ -57,14 +58,12 @@ export function nodeNetworks(world: World, ref: ClusterRef, now = Date.now()): N
   });
 }
 
-/** Every pod of the cluster's workloads, on the Ready nodes. */
+/** Every pod of the cluster's workloads, on the Ready nodes, cordoned ones aside (kube-schedule.ts). */
 export function labPods(world: World, ref: ClusterRef, now = Date.now()): LabPod[] {
   const nets = nodeNetworks(world, ref, now).filter((n) => n.ready);
   const byNodeName = new Map(nets.map((n) => [n.host.toLowerCase(), n]));
-  return ownedPods(
-    ref.cluster.kube,
-    nets.map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel })),
-  ).map(({ owner, pod }) => {
+  const nodes = nets.map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel }));
+  return schedule(ref.cluster, ownedPods(ref.cluster.kube, nodes), nodes, now, scaled(world, DELAY.rollout)).map(({ owner, pod }) => {
     const spec = (pod.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
     const status = (pod.status ?? {}) as { podIP?: string; conditions?: { type: string; status: string }[] };
     return {
