@@ -7,6 +7,7 @@ import type { HostSpec, Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Target, Task } from './lib/task.ts';
 import { Raw, sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
+import { roleOf } from './lib/microk8s.ts';
 import {
   interfaceRule,
   isIpAddress,
@@ -28,6 +29,8 @@ const POD_INTERFACES = ['cni0', 'vxlan.calico', 'cali+'];
 /** Between cluster nodes only: API server, kubelet, cluster agent (joins), dqlite (HA); Calico VXLAN. */
 const CLUSTER_TCP = [16443, 10250, 25000, 19001];
 const CLUSTER_UDP = [4789];
+/** kube-apiserver's --secure-port in MicroK8s (reference/outcomes.md). */
+const API_PORT = 16443;
 const DEFAULTS = { incoming: 'deny', outgoing: 'allow', routed: 'allow' } as const;
 const APT_TRANSIENT = [/Could not get lock \/var\/lib\/apt\/lists\/lock/];
 
@@ -65,14 +68,26 @@ export function sysctlFileContent(inv: Inventory): string {
 /** The firewall rules, SSH first (enable never runs before they are in). */
 export function wantedRules(inv: Inventory, self: HostSpec): UfwRule[] {
   const ssh = inv.host.firewall.allowSsh.map((net) => portRule(net, [self.port], 'tcp', 'SSH'));
-  const peers = inv.hosts
-    .filter((h) => h.name !== self.name && isIpAddress(h.address))
-    .flatMap((h) => [
-      portRule(h.address, CLUSTER_TCP, 'tcp', `MicroK8s, ${h.name}`),
-      portRule(h.address, CLUSTER_UDP, 'udp', `Calico VXLAN, ${h.name}`),
-    ]);
+  const peers = inv.hosts.filter((h) => h.name !== self.name && isIpAddress(h.address)).flatMap((h) => peerRules(h.name, h.address));
+  const api = roleOf(self) === 'control-plane' ? inv.host.firewall.allowApi.map((net) => portRule(net, [API_PORT], 'tcp', 'Kubernetes API')) : [];
   const pods = POD_INTERFACES.flatMap((i) => [interfaceRule('in', i), interfaceRule('out', i)]);
-  return [...ssh, ...peers, ...pods];
+  return [...ssh, ...peers, ...api, ...pods];
+}
+
+/** What another node of the cluster may reach on this one. */
+export function peerRules(name: string, address: string): UfwRule[] {
+  return [portRule(address, CLUSTER_TCP, 'tcp', `MicroK8s, ${name}`), portRule(address, CLUSTER_UDP, 'udp', `Calico VXLAN, ${name}`)];
+}
+
+/**
+ * A rule that lets in a host the inventory no longer lists, as peerRules made it: prepare-host
+ * leaves it alone, since that host may still be a node of the cluster until join-nodes has taken it
+ * out (drained, left, removed); prune-firewall deletes it after that.
+ */
+export function departedPeerRow(inv: Inventory, row: string): string | null {
+  const from = row.split(' | ')[2];
+  if (!from || !isIpAddress(from) || inv.hosts.some((h) => h.address === from)) return null;
+  return peerRules('', from).some((r) => r.rows.includes(row)) ? from : null;
 }
 
 // ---- what I look at ----------------------------------------------------------------------------
@@ -178,7 +193,7 @@ function checkFirewall(out: ProbeOutput, inv: Inventory, self: HostSpec): HostCh
   }
   const wanted = new Set(rules.flatMap((r) => r.rows));
   for (const row of status.rows) {
-    if (!wanted.has(row)) changes.push({ kind: 'ufw-delete', row, summary: `firewall rule ${row.replace(/ \| /g, ' ')}: present -> deleted (not in the inventory)` });
+    if (!wanted.has(row) && !departedPeerRow(inv, row)) changes.push({ kind: 'ufw-delete', row, summary: `firewall rule ${row.replace(/ \| /g, ' ')}: present -> deleted (not in the inventory)` });
   }
   return changes;
 }
@@ -242,7 +257,7 @@ async function applyFirewall(ctx: ApplyContext, self: HostSpec, changes: HostCha
     const wanted = new Set(wantedRules(ctx.inventory, self).flatMap((r) => r.rows));
     const numbered = parseNumbered((await ctx.run(sh`ufw status numbered`, { sudo: true })).stdout);
     // Highest number first: deleting a rule renumbers the ones after it.
-    const strays = numbered.filter((r) => !wanted.has(r.row)).sort((a, b) => b.n - a.n);
+    const strays = numbered.filter((r) => !wanted.has(r.row) && !departedPeerRow(ctx.inventory, r.row)).sort((a, b) => b.n - a.n);
     if (strays.length) await ctx.run(chain(strays.map(({ n }) => sh`ufw --force delete ${n}`)), { sudo: true });
   }
 }

@@ -44,8 +44,8 @@ function inv(kind: 'two' | 'five' = 'two', over: Partial<Inventory['microk8s']> 
       ? [{ roles: ['control-plane'] }, { roles: ['worker'] }]
       : [{ roles: ['control-plane'] }, { roles: ['control-plane'] }, { roles: ['control-plane'] }, { roles: ['worker'] }, { roles: ['worker'] }];
   const i = inventory(hosts);
-  i.host = { packages: ['curl', 'git', 'jq', 'open-iscsi', 'nfs-common'], sysctl: { 'fs.inotify.max_user_watches': 524288 }, swap: 'off', firewall: { allowSsh: ['192.168.1.0/24'] }, ...host };
-  i.microk8s = { channel: '1.34/stable', addons: ADDONS, holdRefresh: true, pruneAddons: false, ...over };
+  i.host = { packages: ['curl', 'git', 'jq', 'open-iscsi', 'nfs-common'], sysctl: { 'fs.inotify.max_user_watches': 524288 }, swap: 'off', firewall: { allowSsh: ['192.168.1.0/24'], allowApi: [] }, ...host };
+  i.microk8s = { ...i.microk8s, channel: '1.34/stable', addons: ADDONS, holdRefresh: true, pruneAddons: false, ...over };
   return i;
 }
 

@@ -157,6 +157,8 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   const lock = acquireLock(dir, ['tasks', opts.command, ...(opts.failed ? ['--failed'] : opts.words)].join(' '), (m) => reporter.warn(m));
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   try {
+    const { rememberHosts } = await import('./remembered-hosts.ts');
+    inventory.departed = rememberHosts(dir, inventory);
     let env = real;
     if (!env) {
       const { startLabSession } = await import('../lab/session.ts');
