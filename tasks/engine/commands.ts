@@ -26,6 +26,10 @@ export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
     case 'run':
     case 'check':
       return converge(opts, io);
+    case 'backup':
+    case 'restore':
+    case 'kubeconfig':
+      return (await import('./day2.ts'))[opts.command](opts, io);
   }
 }
 

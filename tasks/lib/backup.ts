@@ -171,12 +171,11 @@ export interface Restored {
  * directory's name (what dbctl restore reads), and the restore counts only when dbctl says it
  * processed every key and logged no key it could not write (it exits 0 either way).
  */
-export async function restoreBackup(r: HostRunner, inv: Inventory, file: string, o: { to?: HostSpec } = {}): Promise<Restored> {
-  const bytes = fs.readFileSync(file);
+export async function restoreBackup(r: HostRunner, inv: Inventory, bytes: Buffer, o: { to?: HostSpec } = {}): Promise<Restored> {
   const contents = readBackup(bytes);
   const host = o.to ?? firstControlPlane(inv);
   const onHost = `${HOST_BACKUPS}/${contents.dir}.tar.gz`;
-  r.progress(`restoring ${path.basename(file)} (${describeContents(contents)}) on ${host.name}`);
+  r.progress(`restoring ${contents.dir} (${describeContents(contents)}) on ${host.name}`);
   await r.runOn(host.name, sh`install -d -m 0700 ${HOST_BACKUPS}`, { sudo: true });
   try {
     await r.runOn(host.name, sh`base64 -d | tee ${onHost} >/dev/null`, { sudo: true, input: bytes.toString('base64'), timeoutMs: DBCTL_TIMEOUT_MS });
