@@ -73,8 +73,8 @@ function controlPlaneRefusal(inv: Inventory, n: ClusterNode, nodes: ClusterNode[
 export function removalWords(r: Removal): string {
   const what = `node ${r.node} (${r.role === 'control-plane' ? 'control plane' : 'worker'}, ${r.address}): in the cluster, not in the inventory`;
   if (r.refused) return `${what} -> not removed: ${r.refused}`;
-  const leave = r.host
-    ? `microk8s leave on ${r.node}${r.force ? ', or remove-node --force if it does not answer' : ''}`
-    : 'not reachable from here: remove-node --force';
-  return `${what} -> removed (datastore backup, drain, ${leave}, remove-node; then the firewall rules for it)`;
+  const steps = r.host
+    ? `microk8s leave on ${r.node}, remove-node${r.force ? ' (--force if it does not answer)' : ''}`
+    : 'remove-node --force (not a host this workstation reaches)';
+  return `${what} -> removed (datastore backup, drain, ${steps}; then the firewall rules for it)`;
 }
