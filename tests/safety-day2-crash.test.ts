@@ -138,4 +138,25 @@ for (const s of SCENARIOS) {
   });
 }
 
+crash('a control plane still restarting (a killed run, a reboot): the next refresh waits for it, so two are never down at once', async () => {
+  const w = workdir(inventory([1, 2, 3, 5]), 'hl-day2-restarting-');
+  try {
+    assert.is((await cli(['run', 'all', '--lab', '--inventory', w.file], { cwd: w.dir })).code, 0);
+    fs.writeFileSync(w.file, inventory([1, 2, 3, 5], '1.35/stable'));
+    // Simulated time 3x the lab's default: node1 takes seconds to come back from its restart.
+    const env = { LAB_TIME_SCALE: '3' };
+    const lab = await startLabSession(loadInventory(w.file), { env });
+    for (const step of ['stop', 'start']) assert.is((await lab.hosts.transport('node1').exec(`microk8s ${step}`, { sudo: true })).exitCode, 0);
+    await lab.close();
+    const run = await cli(['run', 'install-microk8s', '--host', 'node2', '--lab', '--inventory', w.file], { cwd: w.dir, env });
+    assert.is(run.code, 0, run.text());
+    assert.match(run.text(), '[node2] install-microk8s: waiting for control plane node1 to be Ready before taking node2 down');
+    const { lab: after, outages } = await labView(w);
+    await after.close();
+    assert.equal(outages, []);
+  } finally {
+    w.remove();
+  }
+});
+
 crash.run();
