@@ -58,8 +58,16 @@ monitoring: { grafana: { adminPassword: env:GRAFANA } }
   assert.is(inv.file, '/x/inventory.yaml');
   assert.equal(inv.ssh, { knownHosts: 'strict', connectTimeout: 10 });
   assert.is(inv.hosts[0].port, 22);
-  assert.equal(inv.host, { packages: [], sysctl: {}, swap: 'off', firewall: { allowSsh: ['10.0.0.0/8'] } });
-  assert.equal(inv.microk8s, { channel: 'latest/edge', addons: [], holdRefresh: true, pruneAddons: false });
+  assert.equal(inv.host, { packages: [], sysctl: {}, swap: 'off', firewall: { allowSsh: ['10.0.0.0/8'], allowApi: [] } });
+  assert.equal(inv.microk8s, {
+    channel: 'latest/edge',
+    addons: [],
+    holdRefresh: true,
+    pruneAddons: false,
+    upgrade: { workers: 1, drainTimeout: 300 },
+    removal: { force: [], acceptHaLoss: false },
+  });
+  assert.equal(inv.backups, { keep: 10 });
   assert.is(inv.flux.interval, '10m');
   assert.is(inv.flux.github.branch, 'main');
   assert.is(inv.flux.github.private, true);

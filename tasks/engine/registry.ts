@@ -4,6 +4,7 @@ import type { AnyTask } from '../lib/task.ts';
 import prepareHost from '../prepare-host.ts';
 import installMicrok8s from '../install-microk8s.ts';
 import joinNodes from '../join-nodes.ts';
+import pruneFirewall from '../prune-firewall.ts';
 import enableAddons from '../enable-addons.ts';
 import bootstrapFlux from '../bootstrap-flux.ts';
 import createTunnel from '../create-tunnel.ts';
@@ -14,6 +15,7 @@ import health from '../health.ts';
 // create-tunnel, seed-monitoring and seed-alerts come before bootstrap-flux: the Secrets they put in
 // the cluster (the connector token, the Grafana admin password, the alert destinations) are
 // preconditions of Kustomizations that Flux waits on; created after the sync, bootstrap's wait for
-// every Kustomization could never succeed. health comes last: it reads what everything before it
+// every Kustomization could never succeed. prune-firewall comes after join-nodes: rules for a host
+// that left the inventory go once it is out. health comes last: it reads what everything before it
 // deployed.
-export const allTasks: AnyTask[] = [prepareHost, installMicrok8s, joinNodes, enableAddons, createTunnel, seedMonitoring, seedAlerts, bootstrapFlux, health];
+export const allTasks: AnyTask[] = [prepareHost, installMicrok8s, joinNodes, pruneFirewall, enableAddons, createTunnel, seedMonitoring, seedAlerts, bootstrapFlux, health];

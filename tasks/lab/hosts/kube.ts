@@ -1,5 +1,5 @@
 // `microk8s kubectl` over the lab store: apply, get, delete, create, wait, rollout status,
-// annotate, label, version, config view. Messages follow kubernetes/kubectl: pkg/cmd/apply
+// annotate, label, version, config view; cordon, uncordon and drain are kube-drain.ts'. Messages follow kubernetes/kubectl: pkg/cmd/apply
 // (name printer verbs, AddSourceToErr), pkg/cmd/util/helpers.go (checkErr, MultipleErrors,
 // StandardErrorMessage), pkg/cmd/get/get.go ("No resources found"), pkg/cmd/delete/delete.go,
 // pkg/cmd/wait/wait.go, and cli-runtime's mapper ("resource mapping not found ... ensure CRDs
@@ -36,6 +36,7 @@ import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
 import { rawGet } from './kube-raw.ts';
+import { cordonVerb, drainVerb } from './kube-drain.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
 
@@ -797,6 +798,11 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return annotateOrLabel(ctx, parsed, 'labels');
     case 'version':
       return version(ctx, parsed);
+    case 'cordon':
+    case 'uncordon':
+      return cordonVerb(inv, ref, argv.slice(argv.indexOf(parsed.verb) + 1), parsed.verb === 'cordon');
+    case 'drain':
+      return drainVerb(inv, ref, argv.slice(argv.indexOf('drain') + 1));
     case 'config':
       return configView(ctx, parsed);
     case '':
