@@ -149,8 +149,14 @@ const withDeparted = fx('ufw-status-converged.txt').replace(
 
 const fw = suite('firewall rules of a node that left');
 
+/** Two nodes with MetalLB, as the converged ufw fixture was recorded (its memberlist rules included). */
+function withMetallb(i: Inventory): Inventory {
+  i.microk8s.addons = [{ name: 'metallb', args: '192.168.1.240-192.168.1.250' }];
+  return i;
+}
+
 fw('prepare-host leaves them for after the removal, and still removes a stray rule; prune-firewall deletes them', () => {
-  const i = inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }]);
+  const i = withMetallb(inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }]));
   assert.equal(lines(prepareHost.check(hostFacts(i, withDeparted), i, { host: i.hosts[0] })), [
     'firewall rule 80/tcp ALLOW IN 192.168.1.12: present -> deleted (not in the inventory)',
   ]);
@@ -163,7 +169,7 @@ fw('prepare-host leaves them for after the removal, and still removes a stray ru
 });
 
 fw('host.firewall.allowApi opens 16443/tcp on the control planes only', () => {
-  const i = inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }]);
+  const i = withMetallb(inventory([{ roles: ['control-plane'] }, { roles: ['worker'] }]));
   i.host.firewall.allowApi = ['10.8.0.0/24'];
   assert.equal(lines(prepareHost.check(hostFacts(i, fx('ufw-status-converged.txt')), i, { host: i.hosts[0] })), [
     'firewall rule 16443/tcp from 10.8.0.0/24 (Kubernetes API): absent -> allowed',

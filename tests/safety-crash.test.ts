@@ -241,7 +241,7 @@ sigint('SIGINT mid-run: exit 130, names what it interrupted, journal says interr
   );
   const again = await cli(['run', '--failed', '--lab', '--json', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
   assert.is(again.code, 0, again.text());
-  assert.is(again.json().tasks.length, 8, 'every unit the interrupt cut off or held back is run');
+  assert.is(again.json().tasks.length, last!.tasks.length, 'every unit the interrupt cut off or held back is run');
 });
 
 sigint.run();

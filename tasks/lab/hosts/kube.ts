@@ -43,7 +43,7 @@ import { cordonVerb, drainVerb } from './kube-drain.ts';
 const VALUED = new Set([
   '-n', '--namespace', '-o', '--output', '-f', '--filename', '-l', '--selector', '--field-manager', '--for', '--timeout',
   '--type', '--from-literal', '--from-file', '--from-env-file', '--kubeconfig', '--context', '--request-timeout',
-  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail', '--raw',
+  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail',
 ]);
 
 interface Args {
@@ -71,6 +71,8 @@ function parseArgs(argv: string[]): Args | string {
       const eq = a.indexOf('=');
       const name = eq < 0 ? a : a.slice(0, eq);
       if (eq >= 0) add(name, a.slice(eq + 1));
+      // `get --raw PATH` takes a value, `config view --raw` is a switch: an API path starts with /.
+      else if (name === '--raw' && argv[i + 1]?.startsWith('/')) add(name, argv[++i]);
       else if (VALUED.has(name)) {
         if (i + 1 >= argv.length) return `flag needs an argument: ${name}`;
         add(name, argv[++i]);
