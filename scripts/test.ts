@@ -25,7 +25,7 @@ const previous: Record<string, number> = (() => {
 })();
 // Without timings of our own (a fresh clone, CI), the suites known to be long start first, so the
 // workers finish together instead of one crash test running alone at the end.
-const LONG = ['safety-crash', 'host-lab', 'bootstrap-flux', 'safety-faults', 'report', 'create-tunnel'];
+const LONG = ['safety-day2-crash', 'safety-crash', 'alertmanager', 'bootstrap-flux', 'report', 'health-lab', 'gitops-move', 'day2-removal', 'host-lab', 'day2-upgrade', 'safety-faults', 'create-tunnel'];
 const estimate = (f: string) => previous[f] ?? (LONG.includes(f.replace('.test.ts', '')) ? 300_000 - LONG.indexOf(f.replace('.test.ts', '')) : 60_000);
 files.sort((a, b) => estimate(b) - estimate(a));
 

@@ -20,6 +20,9 @@ Commands:
   render --out DIR      render the GitOps repository into DIR
   status                the outcome of the last run or check
   alert-test            send one test notification through Alertmanager to the destinations
+  backup                back the cluster's datastore up to .tasks/backups/ (microk8s dbctl)
+  restore FILE --yes    restore the datastore from a backup
+  kubeconfig            write a kubeconfig for the cluster (~/.kube/homelab-<cluster>.yaml)
 
 Options for every command:
   --inventory PATH      the inventory (default ./inventory.yaml)
@@ -96,9 +99,54 @@ Options:
   status: `Usage: npx tsx tasks status [--json] [--inventory PATH]
 
 Prints the outcome of the last run or check recorded in .tasks/ beside the inventory.`,
+  backup: `Usage: npx tsx tasks backup [--dir DIR] [--keep N] [--lab] [--inventory PATH]
+
+Backs the cluster's datastore up the MicroK8s way (microk8s dbctl backup on the first control
+plane), copies it here as <cluster>-backup-YYYYMMDD-HHMMSS.tar.gz and checks it: an archive that
+does not read, or holds no datastore keys (microk8s#4259, #4308 report empty ones), is an error.
+It holds every Secret of the cluster in clear: the file is 0600, its directory 0700. The newest
+N are kept. run takes one the same way before an upgrade and before removing a node.
+
+Options:
+  --dir DIR             where to keep backups (default .tasks/backups beside the inventory)
+  --keep N              how many to keep (default backups.keep in the inventory, 10)
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 back up the lab's cluster`,
+  restore: `Usage: npx tsx tasks restore FILE --yes [--dir DIR] [--lab] [--inventory PATH]
+
+Restores the cluster's datastore from a backup made by \`tasks backup\` (microk8s dbctl restore on
+the first control plane, into the running cluster). Every object in the backup goes back to how it
+was then; objects created since stay (dbctl writes keys, it deletes none). The file is checked
+first, and a backup of the state now is taken before anything is written. Without --yes it only
+says what the file holds.
+
+Options:
+  --yes                 go ahead (required)
+  --dir DIR             where the backup of the state now goes (default .tasks/backups)
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 restore into the lab's cluster`,
+  kubeconfig: `Usage: npx tsx tasks kubeconfig [--merge] [--out FILE] [--direct] [--port N] [--lab] [--inventory PATH]
+
+Writes a kubeconfig for the cluster, from microk8s config on the first control plane: cluster,
+context <cluster> and user <cluster>-admin (a client certificate). The file is 0600 (a weaker mode
+on an existing file is tightened), in a 0700 directory.
+
+By default the API is reached through an SSH forward, since the firewall lets only the nodes reach
+16443/tcp; the command prints it, e.g. ssh -N -L 16443:127.0.0.1:16443 ubuntu@192.168.1.10 (the API
+server's certificate names 127.0.0.1). With --direct the server is the first control plane's
+address, which host.firewall.allowApi must let your network reach (prepare-host opens it).
+
+Options:
+  --merge               merge into ~/.kube/config (or --out FILE) instead of a file of its own;
+                        other clusters, contexts and users stay, and the current context too
+  --out FILE            where to write (default ~/.kube/homelab-<cluster>.yaml)
+  --direct              connect to the control plane's address, not through an SSH forward
+  --port N              the local port of the SSH forward (default 16443)
+  --inventory PATH      the inventory (default ./inventory.yaml)
+  --lab                 the lab's cluster (its API is simulated: kubectl cannot reach it)`,
 };
 
-const COMMANDS = ['run', 'check', 'list', 'graph', 'render', 'status', 'alert-test'] as const;
+const COMMANDS = ['run', 'check', 'list', 'graph', 'render', 'status', 'alert-test', 'backup', 'restore', 'kubeconfig'] as const;
 type Command = (typeof COMMANDS)[number];
 
 export interface CliIo extends Output {
@@ -127,6 +175,12 @@ export interface CliOptions {
   report?: string;
   out?: string;
   severity?: 'critical' | 'warning';
+  dir?: string;
+  keep?: number;
+  yes: boolean;
+  merge: boolean;
+  direct: boolean;
+  port?: number;
 }
 
 export function parseCli(argv: string[], cwd: string): CliOptions | { help: string } {
@@ -150,6 +204,12 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
         report: { type: 'string' },
         out: { type: 'string' },
         severity: { type: 'string' },
+        dir: { type: 'string' },
+        keep: { type: 'string' },
+        yes: { type: 'boolean' },
+        merge: { type: 'boolean' },
+        direct: { type: 'boolean' },
+        port: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -173,6 +233,25 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
     throw new UserError(`name the tasks to ${command}, or all: npx tsx tasks ${command} all`);
   if (command === 'run' && v.failed && words.length) throw new UserError('--failed takes no task names: it reruns what failed last time');
   if (command === 'render' && !v.out) throw new UserError('render needs --out DIR');
+  const only = (flag: string, value: unknown, commands: Command[]) => {
+    if (value !== undefined && !commands.includes(command)) throw new UserError(`--${flag} goes with ${commands.map((c) => `\`${c}\``).join(' or ')} only`);
+  };
+  only('dir', v.dir, ['backup', 'restore']);
+  only('keep', v.keep, ['backup']);
+  only('yes', v.yes, ['restore']);
+  only('merge', v.merge, ['kubeconfig']);
+  only('direct', v.direct, ['kubeconfig']);
+  only('port', v.port, ['kubeconfig']);
+  only('out', v.out, ['render', 'kubeconfig']);
+  const count = (flag: string, value: string | undefined, max: number) => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new UserError(`--${flag} must be a whole number from 1 to ${max} (got "${value}")`);
+    return n;
+  };
+  if (command === 'restore' && words.length !== 1) throw new UserError('restore takes one backup file: npx tsx tasks restore FILE --yes');
+  if ((command === 'backup' || command === 'kubeconfig') && words.length) throw new UserError(`${command} takes no task names`);
+  if (v.direct && v.port !== undefined) throw new UserError('--port is the SSH forward\'s: it does not go with --direct');
   if (v.severity !== undefined && command !== 'alert-test') throw new UserError('--severity goes with `alert-test` only');
   if (v.severity !== undefined && v.severity !== 'critical' && v.severity !== 'warning')
     throw new UserError(`--severity takes critical or warning (got "${v.severity}")`);
@@ -192,6 +271,12 @@ export function parseCli(argv: string[], cwd: string): CliOptions | { help: stri
     report: v.report,
     out: v.out === undefined ? undefined : path.resolve(cwd, v.out),
     severity: v.severity as CliOptions['severity'],
+    dir: v.dir === undefined ? undefined : path.resolve(cwd, v.dir),
+    keep: count('keep', v.keep, 1000),
+    yes: !!v.yes,
+    merge: !!v.merge,
+    direct: !!v.direct,
+    port: count('port', v.port, 65535),
   };
 }
 

@@ -1,10 +1,14 @@
 // Install MicroK8s from its snap channel (shared/reference/microk8s.md, "snap" and "microk8s status").
 // What I look at: `snap list microk8s`, the SSH user's groups and ~/.kube, `microk8s status`.
 // What I compare: the inventory's channel and holdRefresh.
-// What I change: snap install / refresh (one minor release at a time, one host at a time, control
-// planes first: rolling-refresh.ts), refresh hold, the microk8s group (then a new connection:
+// What I change: snap install / refresh, refresh hold, the microk8s group (then a new connection:
 // groups apply at login), ~/.kube, and waiting until MicroK8s is ready, read from its status
-// rather than from an exit code, and after a refresh until its node is Ready.
+// rather than from an exit code.
+// A refresh rolls (rolling-refresh.ts: control planes first, one at a time, one minor release at a
+// time, then workers): before the run's first, a verified datastore backup (lib/backup.ts); at each
+// turn, every other control plane Ready first (a run killed mid-refresh leaves one restarting), then
+// cordon and drain (lib/drain.ts), `snap refresh`, MicroK8s ready, the node Ready on its new version,
+// on a control plane its dqlite member back in its role, then uncordon.
 import type { HostSpec, Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, Target, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
@@ -19,9 +23,12 @@ import {
   parseStatus,
   roleOf,
   trackVersion,
+  type ClusterNode,
   type Microk8sStatus,
 } from './lib/microk8s.ts';
-import { orderWords, RollingRefresh, skewRefusal } from './lib/rolling-refresh.ts';
+import { orderWords, RollingRefresh, skewRefusal, versionMinor } from './lib/rolling-refresh.ts';
+import { describeContents, takeBackup } from './lib/backup.ts';
+import { DRAIN_MARKER, drainNode, readNodes, uncordonNode } from './lib/drain.ts';
 
 const READY_WITHIN_MS = 10 * 60_000;
 const GROUP = 'microk8s';
@@ -35,6 +42,8 @@ export type InstallChange = Change &
     | { kind: 'group'; user: string }
     | { kind: 'kube-dir'; dir: string; user: string }
     | { kind: 'start' }
+    /** A run stopped between drain and uncordon: the node is still cordoned. */
+    | { kind: 'uncordon'; node: string }
   );
 
 function probe({ host }: { inventory: Inventory; host: HostSpec }) {
@@ -45,6 +54,7 @@ function probe({ host }: { inventory: Inventory; host: HostSpec }) {
     kube: sh`stat -c '%a %U' "$(getent passwd ${host.user} | cut -d: -f6)/.kube"`,
     // Waits (bounded) for a node that is still starting; a ready one answers at once.
     status: sh`microk8s status --format yaml --wait-ready --timeout 30`,
+    drained: sh`cat ${DRAIN_MARKER}`,
   };
 }
 
@@ -84,7 +94,11 @@ function check(facts: Facts, inv: Inventory, target: Target): InstallChange[] {
     } else {
       const steps = refreshSteps(from, want);
       const via = steps.length > 1 ? ` via ${steps.slice(0, -1).join(', ')}` : '';
-      changes.push({ kind: 'refresh', steps, summary: `channel ${from} -> ${want} (refresh${via}${orderWords(inv)})` });
+      changes.push({
+        kind: 'refresh',
+        steps,
+        summary: `channel ${from} -> ${want} (refresh${via}; datastore backup first${orderWords(inv)}; each node drained, refreshed, Ready, uncordoned)`,
+      });
     }
   }
   const held = snap?.notes.includes('held') ?? false;
@@ -112,6 +126,8 @@ function check(facts: Facts, inv: Inventory, target: Target): InstallChange[] {
     if (status.state === 'not-running' || status.state === 'unreadable') {
       changes.push({ kind: 'start', summary: `microk8s: not running (${describeStatus(status)}) -> running` });
     }
+    const node = p.drained?.exitCode === 0 ? p.drained.stdout.trim() : '';
+    if (node) changes.push({ kind: 'uncordon', node, summary: `node ${node}: left cordoned by an upgrade that did not finish -> uncordoned` });
   }
   return changes;
 }
@@ -135,16 +151,7 @@ async function apply(ctx: ApplyContext, changes: InstallChange[]): Promise<void>
         restarted = true;
         break;
       case 'refresh':
-        for (const [i, step] of c.steps.entries()) {
-          await rolling.waitTurn(host.name, c.steps, i, ctx.peers, (m) => ctx.progress(m), ctx.signal);
-          const refused = skewRefusal(host, step, await otherControlPlanes(ctx, host));
-          if (refused) throw new UserError(refused);
-          ctx.progress(`refreshing microk8s to ${step}`);
-          await ctx.run(sh`snap refresh microk8s --channel=${step}`, { sudo: true, timeoutMs: 20 * 60_000 });
-          await waitReady(ctx, host);
-          await waitNodeReady(ctx, host, step);
-          rolling.stepDone(host.name);
-        }
+        await roll(ctx, host, c.steps, rolling);
         break;
       case 'hold':
         await ctx.run(c.hold ? sh`snap refresh --hold microk8s` : sh`snap refresh --unhold microk8s`, { sudo: true });
@@ -161,6 +168,9 @@ async function apply(ctx: ApplyContext, changes: InstallChange[]): Promise<void>
       case 'start':
         await ctx.run(sh`microk8s start`, { sudo: true, timeoutMs: 5 * 60_000 });
         restarted = true;
+        break;
+      case 'uncordon':
+        await uncordonNode(ctx, { via: kubectlHost(ctx, host).name, node: c.node, host: host.name });
         break;
     }
   }
@@ -199,17 +209,114 @@ async function otherControlPlanes(ctx: ApplyContext, host: HostSpec): Promise<{ 
   return read.flatMap((r) => (r.snap ? [{ host: r.host, version: r.snap.version }] : []));
 }
 
-/**
- * Back ready after a refresh means its node Ready too, as a control plane sees it: on a worker
- * `microk8s status` only says it is a worker, and a kubelet the API servers refuse (a version
- * skew) keeps its node NotReady. A host that is no node of a cluster yet has nothing to wait for.
- */
-async function waitNodeReady(ctx: ApplyContext, host: HostSpec, step: string): Promise<void> {
-  const via = roleOf(host) === 'control-plane' ? host : firstControlPlane(ctx.inventory);
+/** Where kubectl runs for this host: itself on a control plane, else the first control plane. */
+function kubectlHost(ctx: ApplyContext, host: HostSpec): HostSpec {
+  return roleOf(host) === 'control-plane' ? host : firstControlPlane(ctx.inventory);
+}
+
+/** This host's Node, or null when it is no node of a cluster yet (nothing to drain or wait for). */
+async function nodeOf(ctx: ApplyContext, via: HostSpec, host: HostSpec): Promise<ClusterNode | null> {
   const listed = await ctx.runOn(via.name, sh`microk8s kubectl get nodes -o json`, { sudo: true, allowExit: [1] });
-  // Anything but a node list (no cluster there yet) leaves nothing to wait for.
-  const node = listed.exitCode === 0 && listed.stdout.trimStart().startsWith('{') ? nodeOfHost(parseNodes(listed.stdout), host) : undefined;
-  if (!node) return;
+  return listed.exitCode === 0 && listed.stdout.trimStart().startsWith('{') ? (nodeOfHost(parseNodes(listed.stdout), host) ?? null) : null;
+}
+
+/**
+ * The refresh of one host through its steps, each when its turn comes: a step starts only with
+ * every other control plane of the inventory Ready (never two down at once, even when a killed run
+ * left one restarting), after the run's backup; the node is drained before and uncordoned after
+ * (a control plane at each of its steps, since others go between them; a worker around all of its
+ * steps).
+ */
+async function roll(ctx: ApplyContext, host: HostSpec, steps: string[], rolling: RollingRefresh): Promise<void> {
+  const cp = roleOf(host) === 'control-plane';
+  const via = kubectlHost(ctx, host);
+  const { drainTimeout } = ctx.inventory.microk8s.upgrade;
+  let drained: ClusterNode | null = null;
+  for (const [i, step] of steps.entries()) {
+    await rolling.waitTurn(host.name, steps, i, ctx.peers, (m) => ctx.progress(m), ctx.signal);
+    const refused = skewRefusal(host, step, await otherControlPlanes(ctx, host));
+    if (refused) throw new UserError(refused);
+    const node: ClusterNode | null = drained ?? (await nodeOf(ctx, via, host));
+    if (node) {
+      await controlPlanesReady(ctx, via, host, step);
+      await rolling.backupFirst(async () => {
+        const backup = await takeBackup(ctx, ctx.inventory, { from: via });
+        ctx.progress(`backup ${backup.file} (${describeContents(backup.contents)})`);
+      });
+    }
+    const role = cp && node ? dqliteRole(await status(ctx, host), host) : null;
+    if (node && !drained) {
+      await drainNode(ctx, { via: via.name, node: node.name, host: host.name, timeoutS: drainTimeout, what: `${host.name}: not refreshed to ${step}` });
+      drained = node;
+    }
+    ctx.progress(`refreshing microk8s to ${step}`);
+    await ctx.run(sh`snap refresh microk8s --channel=${step}`, { sudo: true, timeoutMs: 20 * 60_000 });
+    await waitReady(ctx, host);
+    if (node) await waitNodeReady(ctx, via, host, node, step);
+    if (role) await waitDqliteRole(ctx, host, role);
+    if (drained && (cp || i === steps.length - 1)) {
+      await uncordonNode(ctx, { via: via.name, node: drained.name, host: host.name });
+      drained = null;
+    }
+    rolling.stepDone(host.name);
+  }
+}
+
+async function status(ctx: ApplyContext, host: HostSpec): Promise<Microk8sStatus> {
+  const r = await ctx.runOn(host.name, sh`microk8s status --format yaml`, { sudo: true, allowExit: [1] });
+  return parseStatus({ stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode });
+}
+
+/** This host's role among the dqlite nodes (voter, standby, spare), or null when it has none. */
+function dqliteRole(s: Microk8sStatus, host: HostSpec): string | null {
+  return s.state === 'running' ? (s.ha.nodes.find((n) => n.address === `${host.address}:19001`)?.role ?? null) : null;
+}
+
+/** After a refresh a control plane's dqlite member must be back in the role it had: a voter votes again. */
+async function waitDqliteRole(ctx: ApplyContext, host: HostSpec, role: string): Promise<void> {
+  const t0 = Date.now();
+  for (let polls = 0; ; polls++) {
+    const now = dqliteRole(await status(ctx, host), host);
+    if (now === role) return;
+    if (Date.now() - t0 > READY_WITHIN_MS) {
+      throw new UserError(
+        `${host.name}: refreshed, but its dqlite member is ${now ?? 'not listed'} instead of ${role} after ${READY_WITHIN_MS / 60_000} minutes. The roll stops here; see microk8s status on ${host.name}.`,
+      );
+    }
+    ctx.progress(`waiting for ${host.name}'s dqlite member to be a ${role} again`);
+    await sleep(Math.min(2000, 250 * 2 ** polls));
+  }
+}
+
+/** Every other control plane of the inventory Ready, before this host goes down. */
+async function controlPlanesReady(ctx: ApplyContext, via: HostSpec, host: HostSpec, step: string): Promise<void> {
+  const others = ctx.inventory.hosts.filter((h) => roleOf(h) === 'control-plane' && h.name !== host.name);
+  if (!others.length) return;
+  const t0 = Date.now();
+  for (let polls = 0; ; polls++) {
+    const nodes = await readNodes(ctx, via.name);
+    const down = others.filter((h) => {
+      const n = nodeOfHost(nodes, h);
+      return n && !n.ready;
+    });
+    if (!down.length) return;
+    const names = down.map((h) => h.name).join(', ');
+    if (Date.now() - t0 > READY_WITHIN_MS) {
+      throw new UserError(
+        `${host.name}: not refreshed to ${step}: control plane${down.length === 1 ? '' : 's'} ${names} ${down.length === 1 ? 'is' : 'are'} not Ready, and taking ${host.name} down too could cost the datastore its quorum. Bring ${names} back (microk8s inspect there), then run again.`,
+      );
+    }
+    ctx.progress(`waiting for control plane${down.length === 1 ? '' : 's'} ${names} to be Ready before taking ${host.name} down`);
+    await sleep(Math.min(2000, 250 * 2 ** polls));
+  }
+}
+
+/**
+ * Back after a refresh means its node Ready, as a control plane sees it, on the new version: on a
+ * worker `microk8s status` only says it is a worker, and a kubelet the API servers refuse (a version
+ * skew) keeps its node NotReady.
+ */
+async function waitNodeReady(ctx: ApplyContext, via: HostSpec, host: HostSpec, node: ClusterNode, step: string): Promise<void> {
   ctx.progress(`waiting for node ${node.name} to be Ready`);
   const r = await ctx.runOn(via.name, sh`microk8s kubectl wait --for=condition=Ready ${`node/${node.name}`} --timeout=${`${READY_WITHIN_MS / 1000}s`}`, {
     sudo: true,
@@ -218,10 +325,18 @@ async function waitNodeReady(ctx: ApplyContext, host: HostSpec, step: string): P
   });
   if (r.exitCode !== 0) {
     throw new UserError(
-      `${host.name}: refreshed to ${step}, but node ${node.name} is not Ready after ${READY_WITHIN_MS / 60_000} minutes (${(r.stderr || r.stdout).trim()}). To see why, run on ${via.name}: microk8s kubectl describe node ${node.name}`,
+      `${host.name}: refreshed to ${step}, but node ${node.name} is not Ready after ${READY_WITHIN_MS / 60_000} minutes (${(r.stderr || r.stdout).trim()}). The roll stops here, ${node.name} still cordoned. To see why, run on ${via.name}: microk8s kubectl describe node ${node.name}`,
     );
   }
+  const want = trackVersion(step)?.[1];
+  if (want === undefined) return;
+  const got = await ctx.runOn(via.name, sh`microk8s kubectl get ${`node/${node.name}`} -o ${'jsonpath={.status.nodeInfo.kubeletVersion}'}`, { sudo: true });
+  if (versionMinor(got.stdout.trim()) !== want) {
+    throw new UserError(`${host.name}: refreshed to ${step}, but node ${node.name} reports kubelet ${got.stdout.trim()}. The roll stops here; see snap list microk8s on ${host.name}.`);
+  }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const task: Task<InstallChange> = {
   id: 'install-microk8s',

@@ -1,15 +1,23 @@
-// Join every node to the first control plane (shared/reference/microk8s.md, "add-node", "join").
+// Join every node to the first control plane (shared/reference/microk8s.md, "add-node", "join"),
+// and take out of the cluster the nodes the inventory no longer lists.
 // What I look at: on the first control plane, `microk8s kubectl get nodes -o json` and the dqlite
 // voters in `microk8s status`. What I compare: every inventory host present with its role; HA with
-// three or more control planes. What I change: for each missing node, checked again just before,
-// one short-lived token (`add-node --format json`) and `microk8s join` on that node — control
-// planes one at a time, each Ready before the next, then the workers. Nodes the inventory does not
-// list are reported and never removed.
+// three or more control planes; no node the inventory does not list (lib/removal.ts says which may
+// go and why not). What I change: for each missing node, checked again just before, one short-lived
+// token (`add-node --format json`) and `microk8s join` on that node — control planes one at a time,
+// each Ready before the next, then the workers. Then, after a verified datastore backup, each node
+// to remove: drained, `microk8s leave` on it (canonical/microk8s scripts/wrappers/leave.py), then
+// `microk8s remove-node` from the first control plane (remove_node.py), `--force` only for a node
+// that cannot leave and that microk8s.removal.force lists. The firewall rules that let it in go
+// after this task (prune-firewall).
 import type { HostSpec, Inventory, Role } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, Target, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { CommandError, TransportError, UserError } from './lib/errors.ts';
 import { registerSecret } from './lib/redact.ts';
+import { planRemovals, removalWords, type Removal } from './lib/removal.ts';
+import { describeContents, takeBackup } from './lib/backup.ts';
+import { drainNode } from './lib/drain.ts';
 import {
   alreadyKnownToDqlite,
   describeStatus,
@@ -40,7 +48,8 @@ export type JoinChange = Change &
     | { kind: 'unreachable'; why: string }
     /** Reported only: re-joining with another role, or removing a node, is for a person to decide. */
     | { kind: 'wrong-role'; host: string; reportOnly: true }
-    | { kind: 'extra-node'; node: string; reportOnly: true }
+    /** A node the inventory no longer lists: taken out of the cluster, or refused with why. */
+    | { kind: 'remove'; removal: Removal }
   );
 
 function probe() {
@@ -81,11 +90,8 @@ function check(facts: Facts, inv: Inventory, target: Target): JoinChange[] {
       });
     }
   }
-  for (const n of nodes) {
-    if (!inv.hosts.some((h) => nodeOfHost([n], h))) {
-      changes.push({ kind: 'extra-node', node: n.name, reportOnly: true, summary: `node ${n.name}: in the cluster but not in the inventory (left alone)` });
-    }
-  }
+  const dqlite = status.state === 'running' ? status.ha.nodes : [];
+  for (const removal of planRemovals(inv, nodes, dqlite)) changes.push({ kind: 'remove', removal, summary: removalWords(removal) });
   const cps = inv.hosts.filter((h) => roleOf(h) === 'control-plane').length;
   const v = voters(status);
   if (cps >= HA_CONTROL_PLANES && v < HA_CONTROL_PLANES) {
@@ -107,8 +113,90 @@ async function apply(ctx: ApplyContext, changes: JoinChange[]): Promise<void> {
     .flatMap((c) => (c.kind === 'join' ? [c] : []))
     .sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
   for (const j of joins) await joinOne(ctx, first, byName.get(j.host)!, j.role);
+  const removals = changes.flatMap((c) => (c.kind === 'remove' ? [c.removal] : []));
+  const refused = removals.find((r) => r.refused);
+  if (refused) throw new UserError(`node ${refused.node}: not removed from the cluster: ${refused.refused}.`);
+  if (removals.length) {
+    const backup = await takeBackup(ctx, ctx.inventory, { from: first });
+    ctx.progress(`backup ${backup.file} (${describeContents(backup.contents)})`);
+  }
+  for (const r of removals) await removeOne(ctx, first, r);
   const ha = changes.find((c) => c.kind === 'ha');
   if (ha && ha.kind === 'ha') await waitForHa(ctx, first, ha.controlPlanes);
+}
+
+/**
+ * One node out of the cluster, each step safe to repeat after a run killed anywhere: checked again
+ * first (gone already, or no longer safe to remove), drained while it is Ready, `microk8s leave` on
+ * it (one that left already says it is not in a cluster), then remove-node from the first control
+ * plane, and waited for until neither Kubernetes nor dqlite lists it.
+ */
+async function removeOne(ctx: ApplyContext, first: HostSpec, planned: Removal): Promise<void> {
+  const status = await ctx.run(sh`microk8s status --format yaml`, { sudo: true, allowExit: [1] });
+  const parsed = parseStatus({ stdout: status.stdout, stderr: status.stderr, exitCode: status.exitCode });
+  const nodes = await readNodes(ctx, first);
+  const now = planRemovals(ctx.inventory, nodes, parsed.state === 'running' ? parsed.ha.nodes : []).find((r) => r.node === planned.node);
+  if (!now) return;
+  if (now.refused) throw new UserError(`node ${now.node}: not removed from the cluster: ${now.refused}.`);
+  const node = nodes.find((n) => n.name === now.node)!;
+  if (node.ready) {
+    await drainNode(ctx, { via: first.name, node: node.name, timeoutS: ctx.inventory.microk8s.upgrade.drainTimeout, what: `node ${node.name}: not removed from the cluster` });
+  } else ctx.progress(`${node.name} is not Ready: no drain (its pods cannot be evicted from a node that does not answer)`);
+
+  let force = false;
+  const why = await leave(ctx, now);
+  if (why) {
+    if (!now.force) {
+      throw new UserError(
+        `node ${now.node}: not removed from the cluster: ${why}. If ${now.node} is gone for good, list it in microk8s.removal.force and run again ` +
+          `(microk8s remove-node --force drops it without it; it must never come back); otherwise make it reachable and run again.`,
+      );
+    }
+    ctx.progress(`${now.node}: ${why}; removing it with remove-node --force (microk8s.removal.force lists it)`);
+    force = true;
+  }
+  ctx.progress(`removing ${now.node} from the cluster`);
+  const r = await ctx.run(force ? sh`microk8s remove-node ${now.node} --force` : sh`microk8s remove-node ${now.node}`, { sudo: true, allowExit: [1, 2], retries: 0 });
+  if (r.exitCode !== 0 && !/does not exist in Kubernetes/.test(r.stdout)) {
+    throw new UserError(`node ${now.node}: microk8s remove-node on ${first.name} failed (exit ${r.exitCode}): ${tail(`${r.stdout}\n${r.stderr}`, 4)}`);
+  }
+  await waitGone(ctx, first, now);
+}
+
+/**
+ * `microk8s leave` on the departing node. Null when it left (now or in an earlier run); else why it
+ * could not, for the caller to stop or to force.
+ */
+async function leave(ctx: ApplyContext, r: Removal): Promise<string | null> {
+  if (!r.host) return `${r.node} is not a host this workstation knows how to reach`;
+  ctx.progress(`${r.node}: microk8s leave`);
+  let res;
+  try {
+    res = await ctx.runOn(r.host.name, sh`microk8s leave`, { sudo: true, allowExit: [1, 2, 3], retries: 0, timeoutMs: 10 * 60_000 });
+  } catch (e) {
+    if (e instanceof TransportError) return `${r.node} does not answer (${e.message})`;
+    throw e;
+  }
+  const said = `${res.stdout}\n${res.stderr}`;
+  if (res.exitCode === 0 || /not acting as a node in a cluster/.test(said)) return null;
+  if (/not running, try microk8s start/.test(said)) return `MicroK8s is stopped on ${r.node} (microk8s start there lets it leave)`;
+  throw new UserError(`node ${r.node}: microk8s leave failed there (exit ${res.exitCode}): ${tail(said, 4)}`);
+}
+
+async function waitGone(ctx: ApplyContext, first: HostSpec, r: Removal): Promise<void> {
+  const t0 = Date.now();
+  for (let polls = 0; ; polls++) {
+    const listed = (await readNodes(ctx, first)).some((n) => n.name === r.node);
+    const st = await ctx.run(sh`microk8s status --format yaml`, { sudo: true, allowExit: [1] });
+    const s = parseStatus({ stdout: st.stdout, stderr: st.stderr, exitCode: st.exitCode });
+    const inDqlite = s.state === 'running' && s.ha.nodes.some((n) => n.address === `${r.address}:19001`);
+    if (!listed && !inDqlite) return;
+    if (Date.now() - t0 > NODE_WITHIN_MS) {
+      throw new UserError(`node ${r.node} is still ${listed ? 'a node of the cluster' : 'a dqlite member'} after remove-node, ${NODE_WITHIN_MS / 60_000} minutes on. See microk8s status on ${first.name}.`);
+    }
+    ctx.progress(`waiting for ${r.node} to be gone from the cluster`);
+    await sleep(Math.min(2000, 250 * 2 ** polls));
+  }
 }
 
 async function readNodes(ctx: ApplyContext, first: HostSpec): Promise<ClusterNode[]> {

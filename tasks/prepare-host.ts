@@ -8,6 +8,7 @@ import type { HostSpec, Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Target, Task } from './lib/task.ts';
 import { Raw, sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
+import { roleOf } from './lib/microk8s.ts';
 import {
   interfaceRule,
   isIpAddress,
@@ -37,6 +38,8 @@ const NODE_EXPORTER_TCP = [9100];
  *  find each other with memberlist: "traffic on port 7946 (TCP & UDP) must be allowed between nodes"
  *  (metallb website/content/_index.md, L2 mode). */
 const MEMBERLIST_PORT = [7946];
+/** kube-apiserver's --secure-port in MicroK8s (reference/outcomes.md). */
+const API_PORT = 16443;
 const DEFAULTS = { incoming: 'deny', outgoing: 'allow', routed: 'allow' } as const;
 const APT_TRANSIENT = [/Could not get lock \/var\/lib\/apt\/lists\/lock/];
 
@@ -77,18 +80,31 @@ const hasMetallb = (inv: Inventory) => inv.microk8s.addons.some((a) => a.name ==
 export function wantedRules(inv: Inventory, self: HostSpec): UfwRule[] {
   const ssh = inv.host.firewall.allowSsh.map((net) => portRule(net, [self.port], 'tcp', 'SSH'));
   const metallb = hasMetallb(inv);
-  const peers = inv.hosts
-    .filter((h) => h.name !== self.name && isIpAddress(h.address))
-    .flatMap((h) => [
-      portRule(h.address, CLUSTER_TCP, 'tcp', `MicroK8s, ${h.name}`),
-      portRule(h.address, CLUSTER_UDP, 'udp', `Calico VXLAN, ${h.name}`),
-      portRule(h.address, NODE_EXPORTER_TCP, 'tcp', `node-exporter, ${h.name}`),
-      ...(metallb
-        ? [portRule(h.address, MEMBERLIST_PORT, 'tcp', `MetalLB memberlist, ${h.name}`), portRule(h.address, MEMBERLIST_PORT, 'udp', `MetalLB memberlist, ${h.name}`)]
-        : []),
-    ]);
+  const peers = inv.hosts.filter((h) => h.name !== self.name && isIpAddress(h.address)).flatMap((h) => peerRules(h.name, h.address, metallb));
+  const api = roleOf(self) === 'control-plane' ? inv.host.firewall.allowApi.map((net) => portRule(net, [API_PORT], 'tcp', 'Kubernetes API')) : [];
   const pods = POD_INTERFACES.flatMap((i) => [interfaceRule('in', i), interfaceRule('out', i)]);
-  return [...ssh, ...peers, ...pods];
+  return [...ssh, ...peers, ...api, ...pods];
+}
+
+/** What another node of the cluster may reach on this one; MetalLB's memberlist only with metallb. */
+export function peerRules(name: string, address: string, metallb: boolean): UfwRule[] {
+  return [
+    portRule(address, CLUSTER_TCP, 'tcp', `MicroK8s, ${name}`),
+    portRule(address, CLUSTER_UDP, 'udp', `Calico VXLAN, ${name}`),
+    portRule(address, NODE_EXPORTER_TCP, 'tcp', `node-exporter, ${name}`),
+    ...(metallb ? [portRule(address, MEMBERLIST_PORT, 'tcp', `MetalLB memberlist, ${name}`), portRule(address, MEMBERLIST_PORT, 'udp', `MetalLB memberlist, ${name}`)] : []),
+  ];
+}
+
+/**
+ * A rule that lets in a host the inventory no longer lists, as peerRules made it: prepare-host
+ * leaves it alone, since that host may still be a node of the cluster until join-nodes has taken it
+ * out (drained, left, removed); prune-firewall deletes it after that.
+ */
+export function departedPeerRow(inv: Inventory, row: string): string | null {
+  const from = row.split(' | ')[2];
+  if (!from || !isIpAddress(from) || inv.hosts.some((h) => h.address === from)) return null;
+  return peerRules('', from, true).some((r) => r.rows.includes(row)) ? from : null;
 }
 
 // ---- what I look at ----------------------------------------------------------------------------
@@ -195,7 +211,7 @@ function checkFirewall(out: ProbeOutput, inv: Inventory, self: HostSpec): HostCh
   }
   const wanted = new Set(rules.flatMap((r) => r.rows));
   for (const row of status.rows) {
-    if (!wanted.has(row)) changes.push({ kind: 'ufw-delete', row, summary: `firewall rule ${row.replace(/ \| /g, ' ')}: present -> deleted (not in the inventory)` });
+    if (!wanted.has(row) && !departedPeerRow(inv, row)) changes.push({ kind: 'ufw-delete', row, summary: `firewall rule ${row.replace(/ \| /g, ' ')}: present -> deleted (not in the inventory)` });
   }
   return changes;
 }
@@ -259,7 +275,7 @@ async function applyFirewall(ctx: ApplyContext, self: HostSpec, changes: HostCha
     const wanted = new Set(wantedRules(ctx.inventory, self).flatMap((r) => r.rows));
     const numbered = parseNumbered((await ctx.run(sh`ufw status numbered`, { sudo: true })).stdout);
     // Highest number first: deleting a rule renumbers the ones after it.
-    const strays = numbered.filter((r) => !wanted.has(r.row)).sort((a, b) => b.n - a.n);
+    const strays = numbered.filter((r) => !wanted.has(r.row) && !departedPeerRow(ctx.inventory, r.row)).sort((a, b) => b.n - a.n);
     if (strays.length) await ctx.run(chain(strays.map(({ n }) => sh`ufw --force delete ${n}`)), { sudo: true });
   }
 }

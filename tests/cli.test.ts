@@ -68,7 +68,7 @@ cli('unknown command or option: exit 1, one clear line, no stack', async () => {
 // main's catch printed the message inside "internal error ... <stack>", so matching the message
 // alone passed while users were told to report a bug.
 cli('an unknown task name is the user\'s error: exit 1, the known tasks, did-you-mean for a near miss, no stack', async () => {
-  const known = 'prepare-host, install-microk8s, join-nodes, enable-addons, create-access, create-tunnel, seed-monitoring, seed-alerts, bootstrap-flux, health, exposure';
+  const known = 'prepare-host, install-microk8s, join-nodes, prune-firewall, enable-addons, create-access, create-tunnel, seed-monitoring, seed-alerts, bootstrap-flux, health, exposure';
   const near = io(workdir());
   assert.is(await main(['check', 'prepare-hots'], near.io), 1);
   assert.equal(near.err, [`error: unknown task "prepare-hots" (did you mean "prepare-host"?); the tasks are: ${known}, or all`]);

@@ -63,12 +63,13 @@ graph('selects with and without dependencies, and suggests near misses', () => {
 
 graph('the real tasks form a DAG and print as Mermaid, one edge per need', () => {
   const g = buildGraph(allTasks);
-  assert.equal(allTasks.map((t) => t.id).sort(), ['bootstrap-flux', 'create-access', 'create-tunnel', 'enable-addons', 'exposure', 'health', 'install-microk8s', 'join-nodes', 'prepare-host', 'seed-alerts', 'seed-monitoring']);
+  assert.equal(allTasks.map((t) => t.id).sort(), ['bootstrap-flux', 'create-access', 'create-tunnel', 'enable-addons', 'exposure', 'health', 'install-microk8s', 'join-nodes', 'prepare-host', 'prune-firewall', 'seed-alerts', 'seed-monitoring']);
   const m = mermaid(g);
   assert.ok(m.startsWith('graph TD\n'));
   const edges = m.split('\n').filter((l) => l.includes('-->'));
   assert.is(edges.length, allTasks.reduce((n, t) => n + t.needs.length, 0));
   assert.ok(m.includes('install_microk8s --> join_nodes'));
+  assert.ok(m.includes('join_nodes --> prune_firewall'), 'the firewall closes to a removed node only after join-nodes took it out');
 });
 
 graph.run();

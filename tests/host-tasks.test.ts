@@ -44,8 +44,8 @@ function inv(kind: 'two' | 'five' = 'two', over: Partial<Inventory['microk8s']> 
       ? [{ roles: ['control-plane'] }, { roles: ['worker'] }]
       : [{ roles: ['control-plane'] }, { roles: ['control-plane'] }, { roles: ['control-plane'] }, { roles: ['worker'] }, { roles: ['worker'] }];
   const i = inventory(hosts);
-  i.host = { packages: ['curl', 'git', 'jq', 'open-iscsi', 'nfs-common'], sysctl: { 'fs.inotify.max_user_watches': 524288 }, swap: 'off', firewall: { allowSsh: ['192.168.1.0/24'] }, ...host };
-  i.microk8s = { channel: '1.34/stable', addons: ADDONS, holdRefresh: true, pruneAddons: false, ...over };
+  i.host = { packages: ['curl', 'git', 'jq', 'open-iscsi', 'nfs-common'], sysctl: { 'fs.inotify.max_user_watches': 524288 }, swap: 'off', firewall: { allowSsh: ['192.168.1.0/24'], allowApi: [] }, ...host };
+  i.microk8s = { ...i.microk8s, channel: '1.34/stable', addons: ADDONS, holdRefresh: true, pruneAddons: false, ...over };
   return i;
 }
 
@@ -341,23 +341,23 @@ install('channel changes: an upgrade in the order it rolls, a jump of releases, 
   const snap = (track: string) => out(fx('snap-list-held.txt').replace('1.34/stable', track));
   const i = inv();
   assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), i, { host: i.hosts[0] })), [
-    'channel 1.33/stable -> 1.34/stable (refresh; control plane first: node1, then workers)',
+    'channel 1.33/stable -> 1.34/stable (refresh; datastore backup first; control plane first: node1, then workers; each node drained, refreshed, Ready, uncordoned)',
   ]);
   assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.32/stable') }), i, { host: i.hosts[1] })), [
-    'channel 1.32/stable -> 1.34/stable (refresh via 1.33/stable; control plane first: node1, then workers)',
+    'channel 1.32/stable -> 1.34/stable (refresh via 1.33/stable; datastore backup first; control plane first: node1, then workers; each node drained, refreshed, Ready, uncordoned)',
   ]);
   const five = inv('five');
   assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), five, { host: five.hosts[3] })), [
-    'channel 1.33/stable -> 1.34/stable (refresh; control planes first: node1, node2, node3, then workers)',
+    'channel 1.33/stable -> 1.34/stable (refresh; datastore backup first; control planes first: node1, node2, node3, then workers; each node drained, refreshed, Ready, uncordoned)',
   ]);
   const alone = inventory([{ roles: ['control-plane'] }]);
   alone.microk8s = i.microk8s;
-  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), alone, { host: alone.hosts[0] })), ['channel 1.33/stable -> 1.34/stable (refresh)']);
+  assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.33/stable') }), alone, { host: alone.hosts[0] })), ['channel 1.33/stable -> 1.34/stable (refresh; datastore backup first; each node drained, refreshed, Ready, uncordoned)']);
   assert.equal(lines(installMicrok8s.check(installFacts({ snap: snap('1.35/stable') }), i, { host: i.hosts[0] })), [
     'channel 1.35/stable -> 1.34/stable (downgrade: MicroK8s cannot go back a release; not done)',
   ]);
   const reference = installMicrok8s.check(installFacts({ snap: out(fx('snap-list.txt')) }), i, { host: i.hosts[0] });
-  assert.is(lines(reference)[0], 'channel 1.21/stable -> 1.34/stable (refresh via 1.22/stable, 1.23/stable, 1.24/stable, 1.25/stable, 1.26/stable, 1.27/stable, 1.28/stable, 1.29/stable, 1.30/stable, 1.31/stable, 1.32/stable, 1.33/stable; control plane first: node1, then workers)');
+  assert.is(lines(reference)[0], 'channel 1.21/stable -> 1.34/stable (refresh via 1.22/stable, 1.23/stable, 1.24/stable, 1.25/stable, 1.26/stable, 1.27/stable, 1.28/stable, 1.29/stable, 1.30/stable, 1.31/stable, 1.32/stable, 1.33/stable; datastore backup first; control plane first: node1, then workers; each node drained, refreshed, Ready, uncordoned)');
 });
 
 install('holdRefresh false releases a hold; ~/.kube with a wrong mode; MicroK8s not running', () => {
@@ -419,9 +419,21 @@ join('the reference nodes: node2 a control plane the inventory calls a worker, n
   const got = joinNodes.check(joinFacts(fx('nodes.json')), i, { host: i.hosts[0] });
   assert.equal(lines(got), [
     'node node2: control plane -> worker (not changed automatically: run microk8s leave on node2, then run again)',
-    'node node4: in the cluster but not in the inventory (left alone)',
+    'node node4 (worker, 192.168.1.13): in the cluster, not in the inventory -> not removed: node4 is not a host this workstation knows how to reach ' +
+      '(it was never in this inventory here), so it cannot run microk8s leave; if it is gone for good, list it in microk8s.removal.force',
   ]);
-  assert.ok(got.every((c) => (c as { reportOnly?: boolean }).reportOnly), 'never changed by apply');
+  assert.ok((got[0] as { reportOnly?: boolean }).reportOnly, 'a role is never changed by apply');
+  // A host this workstation managed before is reached to leave; one the inventory says is gone for good is forced out.
+  const known = { ...i, departed: [{ name: 'node4', address: '192.168.1.13', user: 'ubuntu', port: 22, roles: ['worker' as const] }] };
+  assert.is(
+    lines(joinNodes.check(joinFacts(fx('nodes.json')), known, { host: i.hosts[0] }))[1],
+    'node node4 (worker, 192.168.1.13): in the cluster, not in the inventory -> removed (datastore backup, drain, microk8s leave on node4, remove-node; then the firewall rules for it)',
+  );
+  const forced = { ...i, microk8s: { ...i.microk8s, removal: { force: ['node4'], acceptHaLoss: false } } };
+  assert.is(
+    lines(joinNodes.check(joinFacts(fx('nodes.json')), forced, { host: i.hosts[0] }))[1],
+    'node node4 (worker, 192.168.1.13): in the cluster, not in the inventory -> removed (datastore backup, drain, remove-node --force (not a host this workstation reaches); then the firewall rules for it)',
+  );
 });
 
 join('the first control plane not running: the plan says why, apply explains and changes nothing', async () => {

@@ -68,6 +68,19 @@ async function nodes(sh: (host: string, script: string) => Promise<{ stdout: str
   return { status, ready, versions };
 }
 
+// The homelab as a fresh run leaves it, before anything is upgraded: healthy by its own account.
+test('a fresh 3+2 homelab is healthy: every scrape target up, no alert firing but Watchdog', async (ctx) => {
+  const sh = await open(ctx);
+  const proxy = '/api/v1/namespaces/monitoring/services/kube-prometheus-stack-prometheus:http-web/proxy';
+  const targets = JSON.parse((await sh('node1', `microk8s kubectl get --raw ${proxy}/api/v1/targets`)).stdout).data.activeTargets as { health: string; labels: Record<string, string> }[];
+  assert.ok(targets.length >= 30, `${targets.length} targets`);
+  assert.equal(targets.filter((t) => t.health !== 'up').map((t) => `${t.labels.job} ${t.labels.instance}`), []);
+  for (const host of ['192.168.1.10', '192.168.1.11', '192.168.1.12', '192.168.1.13', '192.168.1.14'])
+    assert.ok(targets.some((t) => t.labels.job === 'node-exporter' && t.labels.instance === `${host}:9100`), `node-exporter on ${host}`);
+  const alerts = JSON.parse((await sh('node1', `microk8s kubectl get --raw ${proxy}/api/v1/alerts`)).stdout).data.alerts as { state: string; labels: Record<string, string> }[];
+  assert.equal(alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname), ['Watchdog']);
+});
+
 test('a worker refreshed by hand before the control planes is NotReady with why; it recovers once they are refreshed', async (ctx) => {
   const sh = await open(ctx);
   assert.is((await sh('node4', 'snap refresh microk8s --channel=1.34/stable')).exitCode, 0);
@@ -105,8 +118,8 @@ test('the plan says the order; `--host` on a worker alone refuses to put it ahea
   const plan = await cli(['check', 'install-microk8s', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
   assert.is(plan.code, 2, plan.text());
   for (const line of [
-    '[node1] install-microk8s: ~ channel 1.34/stable -> 1.35/stable (refresh; control planes first: node1, node2, node3, then workers)',
-    '[node5] install-microk8s: ~ channel 1.33/stable -> 1.35/stable (refresh via 1.34/stable; control planes first: node1, node2, node3, then workers)',
+    '[node1] install-microk8s: ~ channel 1.34/stable -> 1.35/stable (refresh; datastore backup first; control planes first: node1, node2, node3, then workers; each node drained, refreshed, Ready, uncordoned)',
+    '[node5] install-microk8s: ~ channel 1.33/stable -> 1.35/stable (refresh via 1.34/stable; datastore backup first; control planes first: node1, node2, node3, then workers; each node drained, refreshed, Ready, uncordoned)',
   ]) {
     assert.ok(plan.out.includes(line), `${line} in:\n${plan.text()}`);
   }
@@ -128,13 +141,19 @@ const refreshOf = (c: CommandRecord) => {
   return c.argv[0] === 'snap' && c.argv[1] === 'refresh' && channel ? `${c.host} ${channel.slice('--channel='.length)}` : null;
 };
 
+/** `microk8s kubectl drain X ...` / `uncordon X` that succeeded -> `drain X` / `uncordon X`. */
+const cordonOf = (c: CommandRecord) => {
+  const verb = c.argv.find((a) => a === 'drain' || a === 'uncordon');
+  return c.exitCode === 0 && c.argv[0] === 'microk8s' && verb ? `${verb} ${c.argv[c.argv.indexOf(verb) + 1]}` : null;
+};
+
 /** `microk8s kubectl wait --for=condition=Ready node/X` that succeeded -> `X`. */
 const readyOf = (c: CommandRecord) => {
   const node = c.argv.find((a) => a.startsWith('node/'));
   return c.exitCode === 0 && c.argv.includes('wait') && c.argv.includes('--for=condition=Ready') && node ? node.slice('node/'.length) : null;
 };
 
-test('run all after the channel change: control planes one at a time and step by step, then workers, each Ready before the next', async (ctx) => {
+test('run all after the channel change: a backup first, then control planes one at a time and step by step, then workers, each drained, Ready and uncordoned before the next', async (ctx) => {
   // Drift on the control planes keeps their install units waiting for prepare-host: the workers'
   // units are free to start first, and must still wait their turn.
   const sh = await open(ctx);
@@ -145,25 +164,40 @@ test('run all after the channel change: control planes one at a time and step by
   const run = await cli(['run', 'all', '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir });
   assert.is(run.code, 0, run.text());
   const events = run.commands.flatMap((c) => {
+    if (c.argv.join(' ').startsWith('microk8s dbctl backup') && c.exitCode === 0) return [`backup on ${c.host}`];
     const r = refreshOf(c);
     if (r) return [`refresh ${r}`];
+    const d = cordonOf(c);
+    if (d) return [d];
     const n = readyOf(c);
     return n ? [`ready ${n}`] : [];
   });
   assert.equal(events, [
+    'backup on node1',
+    'drain node1',
     'refresh node1 1.35/stable',
     'ready node1',
+    'uncordon node1',
+    'drain node2',
     'refresh node2 1.35/stable',
     'ready node2',
+    'uncordon node2',
+    'drain node3',
     'refresh node3 1.35/stable',
     'ready node3',
+    'uncordon node3',
+    'drain node4',
     'refresh node4 1.35/stable',
     'ready node4',
+    'uncordon node4',
+    'drain node5',
     'refresh node5 1.34/stable',
     'ready node5',
     'refresh node5 1.35/stable',
     'ready node5',
+    'uncordon node5',
   ]);
+  assert.is(fs.readdirSync(`${ctx.w.dir}/.tasks/backups`).filter((f) => /^production-backup-\d{8}-\d{6}\.tar\.gz$/.test(f)).length, 1, 'the backup is beside the inventory');
 
   const after = await nodes(await open(ctx));
   assert.equal(after.status, { node1: 'Ready', node2: 'Ready', node3: 'Ready', node4: 'Ready', node5: 'Ready' });

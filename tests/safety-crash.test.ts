@@ -234,7 +234,7 @@ sigint('SIGINT mid-run: exit 130, names what it interrupted, journal says interr
     last!.tasks.map((t) => `${t.task}@${t.host ?? '-'}: ${t.status}: ${t.error}`),
     [
       'prepare-host@node1: failed: interrupted (SIGINT) while running',
-      ...['install-microk8s@node1', 'join-nodes@-', 'enable-addons@-', 'create-access@-', 'create-tunnel@-', 'seed-monitoring@-', 'seed-alerts@-', 'bootstrap-flux@-', 'health@-', 'exposure@-'].map(
+      ...['install-microk8s@node1', 'join-nodes@-', 'prune-firewall@node1', 'enable-addons@-', 'create-access@-', 'create-tunnel@-', 'seed-monitoring@-', 'seed-alerts@-', 'bootstrap-flux@-', 'health@-', 'exposure@-'].map(
         (u) => `${u}: skipped: interrupted before it started`,
       ),
     ],

@@ -143,6 +143,7 @@ permanent('Cloudflare answering 500 to everything: create-access fails, what nee
       'prepare-host@node1:changed',
       'install-microk8s@node1:changed',
       'join-nodes@-:ok',
+      'prune-firewall@node1:ok',
       'enable-addons@-:changed',
       'create-access@-:failed',
       'create-tunnel@-:skipped',

@@ -28,6 +28,10 @@ export async function dispatch(opts: CliOptions, io: CliIo): Promise<number> {
     case 'run':
     case 'check':
       return converge(opts, io);
+    case 'backup':
+    case 'restore':
+    case 'kubeconfig':
+      return (await import('./day2.ts'))[opts.command](opts, io);
   }
 }
 
@@ -161,6 +165,8 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   const lock = acquireLock(dir, ['tasks', opts.command, ...(opts.failed ? ['--failed'] : opts.words)].join(' '), (m) => reporter.warn(m));
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   try {
+    const { rememberHosts } = await import('./remembered-hosts.ts');
+    inventory.departed = rememberHosts(dir, inventory);
     let env = real;
     if (!env) {
       const { startLabSession } = await import('../lab/session.ts');

@@ -126,7 +126,8 @@ export async function runEngine(opts: EngineOptions): Promise<RunResult> {
   const transportOf = (name: string): Transport => {
     let t = transports.get(name);
     if (!t) {
-      const spec = inv.hosts.find((h) => h.name === name);
+      // A departed host (remembered, no longer listed) is reached only to take it out of the cluster.
+      const spec = inv.hosts.find((h) => h.name === name) ?? inv.departed?.find((h) => h.name === name);
       if (!spec) throw new UserError(`no host named "${name}" in the inventory`);
       t = opts.transportFor(spec);
       transports.set(name, t);

@@ -2,6 +2,7 @@
 // SPEC is a comma-separated list of `name[=count]`; count defaults to 1 (`*` = every time).
 //   github:500 github:429 cloudflare:500 cloudflare:429   the next N API requests fail that way
 //   snap:change-in-progress apt:lock ssh:drop              the next N matching commands fail so
+//   dbctl:empty      the next N `microk8s dbctl backup` write an archive holding nothing (microk8s#4259)
 //   hang:<command>   fail:<command>                        the next N runs of <command> hang / fail
 //                    (a hang lasts until the command's timeout; LAB_COMMAND_TIMEOUT=SECONDS caps
 //                    every timeout in the lab, so it shows in seconds)
@@ -27,6 +28,7 @@ export const FAULT_NAMES = [
   'snap:change-in-progress',
   'apt:lock',
   'ssh:drop',
+  'dbctl:empty',
 ] as const;
 
 export type FaultSpec = Map<string, number>; // name -> remaining (Infinity for `*`)

@@ -82,6 +82,27 @@ function labLogin(store: Store, owner: string): string {
   return owner;
 }
 
+/**
+ * Machines the lab simulated that the inventory no longer lists: they go on running (a host removed
+ * from the inventory is still a node of the cluster until it is taken out), as their login user.
+ */
+function formerHosts(dir: string, inventory: Inventory): { name: string; address: string; user: string }[] {
+  const hostsDir = path.join(dir, 'hosts');
+  const listed = new Set(inventory.hosts.map((h) => h.name));
+  const names = fs.existsSync(hostsDir) ? fs.readdirSync(hostsDir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
+  return names
+    .filter((n) => !listed.has(n))
+    .flatMap((name) => {
+      try {
+        const h = JSON.parse(fs.readFileSync(path.join(hostsDir, `${name}.json`), 'utf8')) as { address: string; users: Record<string, { uid: number }> };
+        const user = Object.entries(h.users).find(([, u]) => u.uid === 1000)?.[0];
+        return user && !inventory.hosts.some((x) => x.address === h.address) ? [{ name, address: h.address, user }] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
 export async function startLabSession(inventory: Inventory, opts: LabSessionOptions = {}): Promise<LabSession> {
   const dir = path.resolve(opts.dir ?? labDir(inventory));
   fs.mkdirSync(dir, { recursive: true });
@@ -104,7 +125,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   ]);
   const hosts = await startLabHosts({
     dir,
-    hosts: inventory.hosts.map((h) => ({ name: h.name, address: h.address, user: h.user })),
+    hosts: [...inventory.hosts.map((h) => ({ name: h.name, address: h.address, user: h.user })), ...formerHosts(dir, inventory)],
     faults,
     timeScale,
     hooks: {

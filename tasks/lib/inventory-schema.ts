@@ -528,7 +528,14 @@ export const inventorySchema: JsonSchema = {
         swap: { type: 'string', enum: ['off', 'on'], default: 'off', description: 'Kubernetes wants swap off. Default off.' },
         firewall: obj(
           'ufw: incoming traffic is denied by default; nothing is exposed (the tunnel dials out).',
-          { allowSsh: list(str('cidr', 'A network allowed to reach SSH.'), 'Networks allowed to reach SSH. Required: without one the tasks would lock themselves out.', { minItems: 1 }) },
+          {
+            allowSsh: list(str('cidr', 'A network allowed to reach SSH.'), 'Networks allowed to reach SSH. Required: without one the tasks would lock themselves out.', { minItems: 1 }),
+            allowApi: list(
+              str('cidr', 'A network allowed to reach the Kubernetes API.'),
+              'Networks allowed to reach the Kubernetes API (16443/tcp) on the control planes, for a kubeconfig that connects directly (tasks kubeconfig --direct). Default none: reach it through an SSH forward.',
+              { uniqueItems: true, default: [] },
+            ),
+          },
           ['allowSsh'],
         ),
       },
@@ -541,9 +548,34 @@ export const inventorySchema: JsonSchema = {
         addons: list(addon, 'Addons to enable, in order. Default none.', { default: [] }),
         holdRefresh: { type: 'boolean', default: true, description: 'Hold snap refreshes so Kubernetes never upgrades itself at night. Default true.' },
         pruneAddons: { type: 'boolean', default: false, description: 'Disable enabled addons that are not listed. Default false.' },
+        upgrade: obj('How a channel change rolls over the hosts: control planes one at a time, then workers; each drained first.', {
+          workers: { type: 'integer', minimum: 1, maximum: 100, default: 1, description: 'Workers refreshed at the same time. Default 1.' },
+          drainTimeout: {
+            type: 'integer',
+            minimum: 10,
+            maximum: 86400,
+            default: 300,
+            description: 'Seconds a drain may take (PodDisruptionBudgets can hold it) before the roll stops there. Default 300.',
+          },
+        }),
+        removal: obj('How nodes that left the inventory are taken out of the cluster.', {
+          force: list(
+            str('name', 'A host name.'),
+            'Hosts gone for good that cannot be reached: removed with microk8s remove-node --force. They must never come back. Default none.',
+            { uniqueItems: true, default: [] },
+          ),
+          acceptHaLoss: {
+            type: 'boolean',
+            default: false,
+            description: 'Allow removing a control plane that leaves fewer than three (no high availability: one more down stops the API). Default false.',
+          },
+        }),
       },
       ['channel'],
     ),
+    backups: obj('Datastore backups taken by tasks backup, before an upgrade and before a node removal.', {
+      keep: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'How many backups to keep in .tasks/backups beside the inventory (the newest). Default 10.' },
+    }),
     flux: obj(
       'Flux CD, bootstrapped into the cluster and syncing the GitOps repository.',
       {

@@ -74,9 +74,23 @@ export interface Inventory {
     packages: string[];
     sysctl: Record<string, string | number>;
     swap: 'off' | 'on';
-    firewall: { allowSsh: string[] };
+    firewall: { allowSsh: string[]; allowApi: string[] };
   };
-  microk8s: { channel: string; addons: Addon[]; holdRefresh: boolean; pruneAddons: boolean };
+  microk8s: {
+    channel: string;
+    addons: Addon[];
+    holdRefresh: boolean;
+    pruneAddons: boolean;
+    upgrade: { workers: number; drainTimeout: number };
+    removal: { force: string[]; acceptHaLoss: boolean };
+  };
+  backups: { keep: number };
+  /**
+   * Hosts an earlier run knew that the inventory no longer lists (remembered beside it, in
+   * .tasks/hosts.json), with how to reach them: join-nodes takes them out of the cluster. Set by
+   * the CLI, never read from the file.
+   */
+  departed?: HostSpec[];
   flux: {
     version: string;
     interval: string;

@@ -7,8 +7,9 @@
 // of several minors step by step across all of them (every control plane to 1.34, then every one
 // to 1.35), then the workers, each through all its steps; always one host at a time, each back
 // ready before the next, which also keeps a majority of dqlite voters up (microk8s.io/docs/
-// restore-quorum). The rest of a safe upgrade (cordon, drain, PodDisruptionBudgets, a verified
-// backup first) is its own issue and belongs here when it comes.
+// restore-quorum); workers may go in batches (microk8s.upgrade.workers), as k0sctl rolls its
+// workers. What a turn does (a verified backup before the first, cordon and drain, the refresh, the
+// node Ready on its new version and its dqlite member voting again, uncordon) is install-microk8s's.
 import type { HostSpec, Inventory } from './inventory-types.ts';
 import type { Peers } from './task.ts';
 import { UserError } from './errors.ts';
@@ -23,9 +24,10 @@ export function rollingOrder(inv: Inventory): HostSpec[] {
 export function orderWords(inv: Inventory): string {
   if (inv.hosts.length < 2) return '';
   const cps = inv.hosts.filter((h) => roleOf(h) === 'control-plane').map((h) => h.name);
-  const workers = inv.hosts.some((h) => roleOf(h) === 'worker');
+  const workers = inv.hosts.filter((h) => roleOf(h) === 'worker').length;
   if (!workers) return `; control planes one at a time: ${cps.join(', ')}`;
-  return `; control plane${cps.length === 1 ? '' : 's'} first: ${cps.join(', ')}, then workers`;
+  const batch = Math.min(workers, inv.microk8s.upgrade?.workers ?? 1);
+  return `; control plane${cps.length === 1 ? '' : 's'} first: ${cps.join(', ')}, then workers${batch > 1 ? ` ${batch} at a time` : ''}`;
 }
 
 /** `v1.34.1` (snap list's Version) -> 34. */
@@ -41,12 +43,19 @@ function stepMinor(step: string): number {
 
 type Key = [number, number, number];
 
+/** Which batch of workers a worker is in (control planes: -1). */
+function batchOf(order: HostSpec[], host: string, batch: number): number {
+  const workers = order.filter((h) => roleOf(h) === 'worker');
+  const w = workers.findIndex((h) => h.name === host);
+  return w < 0 ? -1 : Math.floor(w / batch);
+}
+
 /** Where step `i` of a host's refresh sits in the cluster-wide order. */
-function stepKey(order: HostSpec[], host: string, i: number, step: string): Key {
+function stepKey(order: HostSpec[], host: string, i: number, step: string, batch: number): Key {
   const cps = order.filter((h) => roleOf(h) === 'control-plane');
   const cp = cps.findIndex((h) => h.name === host);
   if (cp >= 0) return [0, stepMinor(step), cp];
-  return [1, order.findIndex((h) => h.name === host), i];
+  return [1, batchOf(order, host, batch), i];
 }
 
 const before = (a: Key, b: Key) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
@@ -68,8 +77,8 @@ export type Turn = { go: true } | { go: false; waitFor: string[] } | { go: false
  * one that comes first (any control plane, or a host earlier in the order), so it is waited for;
  * a host that ended without finishing a step that comes first stops the rollout there.
  */
-export function turn(order: HostSpec[], peers: Map<string, PeerState>, host: string, steps: string[], i: number): Turn {
-  const mine = stepKey(order, host, i, steps[i]);
+export function turn(order: HostSpec[], peers: Map<string, PeerState>, host: string, steps: string[], i: number, batch = 1): Turn {
+  const mine = stepKey(order, host, i, steps[i], batch);
   const position = (h: string) => order.findIndex((x) => x.name === h);
   const waitFor: string[] = [];
   for (const h of order.map((x) => x.name)) {
@@ -77,11 +86,12 @@ export function turn(order: HostSpec[], peers: Map<string, PeerState>, host: str
     if (h === host || !st || st.kind === 'ended') continue;
     if (st.kind === 'unknown') {
       const cp = roleOf(order[position(h)]) === 'control-plane';
-      if (cp || position(h) < position(host)) waitFor.push(h);
+      const mineCp = roleOf(order[position(host)]) === 'control-plane';
+      if (cp || (!mineCp && batchOf(order, h, batch) < batchOf(order, host, batch)) || (mineCp && position(h) < position(host))) waitFor.push(h);
       continue;
     }
     for (let j = st.done; j < st.steps.length; j++) {
-      if (before(stepKey(order, h, j, st.steps[j]), mine) >= 0) continue;
+      if (before(stepKey(order, h, j, st.steps[j], batch), mine) >= 0) continue;
       if (st.ended) return { go: false, stoppedBy: h, step: st.steps[j] };
       waitFor.push(h);
       break;
@@ -92,11 +102,15 @@ export function turn(order: HostSpec[], peers: Map<string, PeerState>, host: str
 
 const rollouts = new WeakMap<object, RollingRefresh>();
 
+/** Work a run does once, whoever asks first. */
+type Once<T> = () => Promise<T>;
+
 /** The turn-taking of one run's refreshes, shared by its units through `Peers.key`. */
 export class RollingRefresh {
   private readonly peers = new Map<string, PeerState>();
   private notify!: () => void;
   private changed!: Promise<void>;
+  private backup?: Promise<unknown>;
 
   /** The run's rollout for this unit; a unit outside the engine (no peers) is alone in it. */
   static of(inv: Inventory, peers: Peers | undefined): RollingRefresh {
@@ -114,6 +128,7 @@ export class RollingRefresh {
     inv: Inventory,
     hosts: string[],
     readonly order = rollingOrder(inv).filter((h) => hosts.includes(h.name)),
+    readonly batch = inv.microk8s.upgrade?.workers ?? 1,
   ) {
     for (const h of this.order) this.peers.set(h.name, { kind: 'unknown' });
     this.arm();
@@ -127,6 +142,14 @@ export class RollingRefresh {
     const notify = this.notify;
     this.arm();
     notify();
+  }
+
+  /**
+   * The run's datastore backup, taken by the first unit to get a turn and awaited by the others:
+   * one per run, before anything is refreshed. A failed one stops every unit that asks for it.
+   */
+  backupFirst<T>(take: Once<T>): Promise<T> {
+    return (this.backup ??= take()) as Promise<T>;
   }
 
   /** At the start of a unit's apply: the channels it will refresh through (none is an answer too). */
@@ -160,7 +183,7 @@ export class RollingRefresh {
     aborted.catch(() => undefined);
     let said = '';
     for (;;) {
-      const t = turn(this.order, this.peers, host, steps, i);
+      const t = turn(this.order, this.peers, host, steps, i, this.batch);
       if (t.go) return;
       if ('stoppedBy' in t) {
         throw new UserError(

@@ -28,10 +28,10 @@ lab() {
       esac
     done
     if [ -z "$need" ] || [ "$has" = 1 ]; then break; fi
-    # The command reads stdin: send it again with stdin (a command that does not never takes it).
+    # The command reads stdin: send it again with stdin (a command that does not never takes it),
+    # as base64: a variable cannot hold the NUL bytes of a binary upload.
     exec 3<&-
-    input=$(@CAT@; printf x)
-    input=${input%x}
+    input=$(@BASE64@ -w0)
     has=1
   done
   if [ "$olen" -gt 0 ]; then IFS= read -r -d '' -N "$olen" out <&3; printf '%s' "$out"; fi

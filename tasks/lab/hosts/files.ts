@@ -1,5 +1,5 @@
 // The file tools on a lab host's simulated paths (the shims pass every other call to the real
-// tool). Readers (cat, grep, sed, head, tail, wc, ls) run the REAL tool on a copy of the files
+// tool). Readers (cat, grep, sed, head, tail, wc, ls, base64) run the REAL tool on a copy of the files
 // they name, so output and messages are the real ones; writers are simulated on HostState.files
 // with GNU coreutils' messages (coreutils 9.4, noble, in a UTF-8 locale: ‘’ where quote() is used,
 // '' where quoteaf() is).
@@ -12,6 +12,7 @@ import {
   ERRNO,
   type Errno,
   applyMode,
+  bytesOf,
   dirWriteError,
   isVirtual,
   lookup,
@@ -74,24 +75,24 @@ function parseArgs(args: string[], shortWithValue = '', longWithValue: string[] 
 const has = (flags: Map<string, string>, ...names: string[]) => names.some((n) => flags.has(n));
 const get = (flags: Map<string, string>, ...names: string[]) => names.map((n) => flags.get(n)).find((v) => v !== undefined);
 
-/** Content of a source that may be simulated, this machine's (a mktemp file), or stdin. */
-function readSource(inv: Invocation, p: string): { content?: string; mode?: number; error?: Errno } {
-  if (p === '/dev/stdin' || p === '-') return { content: inv.stdin };
+/** Bytes of a source that may be simulated, this machine's (a mktemp file), or stdin. */
+function readSource(inv: Invocation, p: string): { content?: Buffer; mode?: number; error?: Errno } {
+  if (p === '/dev/stdin' || p === '-') return { content: inv.stdinBytes ?? Buffer.from(inv.stdin) };
   if (isVirtual(p)) {
     const error = readError(inv, p);
     if (error) return { error };
     const e = lookup(inv.host, p)!;
-    return e.dir ? { error: 'EISDIR' } : { content: e.content, mode: e.mode };
+    return e.dir ? { error: 'EISDIR' } : { content: bytesOf(e), mode: e.mode };
   }
   try {
-    return { content: fs.readFileSync(p, 'utf8'), mode: fs.statSync(p).mode & 0o7777 };
+    return { content: fs.readFileSync(p), mode: fs.statSync(p).mode & 0o7777 };
   } catch (e) {
     return { error: ((e as NodeJS.ErrnoException).code as Errno) ?? 'ENOENT' };
   }
 }
 
 /** Write a file that may be simulated or this machine's; null, or why not. */
-function writeTarget(inv: Invocation, p: string, content: string, mode?: number): Errno | null {
+function writeTarget(inv: Invocation, p: string, content: Buffer, mode?: number): Errno | null {
   if (!isVirtual(p)) {
     try {
       fs.writeFileSync(p, content, mode === undefined ? undefined : { mode });
@@ -110,9 +111,10 @@ function tee(inv: Invocation): CommandResult {
   const { flags, operands } = parseArgs(inv.argv.slice(1));
   const r = new Report();
   r.stdout = inv.stdin;
+  const input = inv.stdinBytes ?? Buffer.from(inv.stdin);
   for (const p of operands) {
-    const old = has(flags, 'a', 'append') ? (lookup(inv.host, p)?.content ?? '') : '';
-    const error = writeTarget(inv, p, old + inv.stdin);
+    const old = has(flags, 'a', 'append') ? lookup(inv.host, p) : undefined;
+    const error = writeTarget(inv, p, old ? Buffer.concat([bytesOf(old), input]) : input);
     if (error) r.fail(`tee: ${p}: ${ERRNO[error]}`);
   }
   return r.result;
@@ -299,7 +301,7 @@ function stat(inv: Invocation): CommandResult {
       u: String(u?.uid ?? 0),
       g: String(inv.host.groups[e.group] ?? 0),
       n: p,
-      s: String(Buffer.byteLength(e.content)),
+      s: String(bytesOf(e).length),
       F: e.dir ? 'directory' : e.content ? 'regular file' : 'regular empty file',
       '%': '%',
     };
@@ -379,6 +381,7 @@ const DENIED: Record<string, (p: string) => [string, number]> = {
   head: (p) => [`head: cannot open '${p}' for reading: Permission denied`, 1],
   tail: (p) => [`tail: cannot open '${p}' for reading: Permission denied`, 1],
   wc: (p) => [`wc: ${p}: Permission denied`, 1],
+  base64: (p) => [`base64: ${p}: Permission denied`, 1],
   ls: (p) => [`ls: cannot open directory '${p}': Permission denied`, 2],
 };
 
@@ -417,6 +420,7 @@ async function viaRealTool(inv: Invocation): Promise<CommandResult> {
         const f = inv.host.files[p];
         if (!f || f.dir) continue;
         f.content = fs.readFileSync(root + p, 'utf8');
+        delete f.encoding;
         f.mode = fs.statSync(root + p).mode & 0o7777;
       }
     }
@@ -445,7 +449,7 @@ function materialize(inv: Invocation, root: string, p: string): void {
       fs.mkdirSync(root + q, { recursive: true });
     } else {
       fs.mkdirSync(path.dirname(root + q), { recursive: true });
-      fs.writeFileSync(root + q, f.content);
+      fs.writeFileSync(root + q, bytesOf(f));
       fs.chmodSync(root + q, f.mode);
     }
   }
@@ -470,7 +474,7 @@ const never = () => false;
 const always = () => true;
 
 export const fileCommands: CommandDef[] = [
-  ...['cat', 'grep', 'head', 'tail', 'wc', 'ls'].map((name) => ({ name, fn: viaRealTool, opts: { mutating: never } })),
+  ...['cat', 'grep', 'head', 'tail', 'wc', 'ls', 'base64'].map((name) => ({ name, fn: viaRealTool, opts: { mutating: never } })),
   { name: 'sed', fn: viaRealTool, opts: { mutating: (argv: string[]) => sedInPlace(argv.slice(1)) } },
   { name: 'stat', fn: stat, opts: { mutating: never } },
   { name: 'tee', fn: tee, opts: { mutating: always, stdin: always } },

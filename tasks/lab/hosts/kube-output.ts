@@ -256,7 +256,7 @@ function columnsFor(k: KindInfo, now: number): { headers: string[]; row: (o: Kub
         headers: ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION'],
         row: (o) => [
           o.metadata.name,
-          condition(o, 'Ready')?.status === 'True' ? 'Ready' : 'NotReady',
+          (condition(o, 'Ready')?.status === 'True' ? 'Ready' : 'NotReady') + (sp(o).unschedulable ? ',SchedulingDisabled' : ''),
           '<none>',
           ageOf(o),
           String(((st(o).nodeInfo as Dict) ?? {}).kubeletVersion ?? ''),

@@ -204,3 +204,24 @@ export function eventObjects(store: KubeStore, clock: PodClock): KubeObject[] {
     count: 1,
   }));
 }
+
+/** `status.podIP` again after kube-schedule.ts moved pods: a host-network pod has its node's address,
+ *  the others the next ones of their node's block. */
+export function assignAddresses(pods: OwnedPod[], nodes: PodNode[]): void {
+  const next = new Map(nodes.map((n) => [n.name, 1]));
+  for (const { pod } of pods) {
+    const spec = (pod.spec ?? {}) as Dict;
+    const node = nodes.find((n) => n.name === spec.nodeName);
+    if (!node) continue;
+    let ip = node.address;
+    if (spec.hostNetwork !== true) {
+      const n = next.get(node.name) ?? 1;
+      next.set(node.name, n + 1);
+      const [a, b, c, d] = node.block.split('.').map(Number);
+      ip = `${a}.${b}.${c}.${d + n}`;
+    }
+    const status = pod.status as Dict;
+    status.podIP = ip;
+    status.podIPs = [{ ip }];
+  }
+}

@@ -1,5 +1,5 @@
 // `microk8s kubectl` over the lab store: apply, get, delete, create, wait, rollout status,
-// annotate, label, version, config view. Messages follow kubernetes/kubectl: pkg/cmd/apply
+// annotate, label, version, config view; cordon, uncordon and drain are kube-drain.ts'. Messages follow kubernetes/kubectl: pkg/cmd/apply
 // (name printer verbs, AddSourceToErr), pkg/cmd/util/helpers.go (checkErr, MultipleErrors,
 // StandardErrorMessage), pkg/cmd/get/get.go ("No resources found"), pkg/cmd/delete/delete.go,
 // pkg/cmd/wait/wait.go, and cli-runtime's mapper ("resource mapping not found ... ensure CRDs
@@ -36,13 +36,14 @@ import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
 import { rawGet } from './kube-raw.ts';
+import { cordonVerb, drainVerb } from './kube-drain.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
 
 const VALUED = new Set([
   '-n', '--namespace', '-o', '--output', '-f', '--filename', '-l', '--selector', '--field-manager', '--for', '--timeout',
   '--type', '--from-literal', '--from-file', '--from-env-file', '--kubeconfig', '--context', '--request-timeout',
-  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail', '--raw',
+  '--field-selector', '--sort-by', '-c', '--container', '--cluster', '--user', '-s', '--server', '--tail',
 ]);
 
 interface Args {
@@ -70,6 +71,8 @@ function parseArgs(argv: string[]): Args | string {
       const eq = a.indexOf('=');
       const name = eq < 0 ? a : a.slice(0, eq);
       if (eq >= 0) add(name, a.slice(eq + 1));
+      // `get --raw PATH` takes a value, `config view --raw` is a switch: an API path starts with /.
+      else if (name === '--raw' && argv[i + 1]?.startsWith('/')) add(name, argv[++i]);
       else if (VALUED.has(name)) {
         if (i + 1 >= argv.length) return `flag needs an argument: ${name}`;
         add(name, argv[++i]);
@@ -797,6 +800,11 @@ export async function kubectl(inv: Invocation, argv: string[], ref: ClusterRef):
       return annotateOrLabel(ctx, parsed, 'labels');
     case 'version':
       return version(ctx, parsed);
+    case 'cordon':
+    case 'uncordon':
+      return cordonVerb(inv, ref, argv.slice(argv.indexOf(parsed.verb) + 1), parsed.verb === 'cordon');
+    case 'drain':
+      return drainVerb(inv, ref, argv.slice(argv.indexOf('drain') + 1));
     case 'config':
       return configView(ctx, parsed);
     case '':

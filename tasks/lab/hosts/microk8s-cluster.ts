@@ -9,6 +9,7 @@ import type { CommandResult, HostState, Invocation, World } from './types.ts';
 import type { KubeObject } from './kube-store.ts';
 import { skewMessage, type ApiServer } from './microk8s-skew.ts';
 import { isEnabled } from './microk8s-addons.ts';
+import { nodeSpec } from './kube-schedule.ts';
 import {
   clusterOf,
   DELAY,
@@ -184,7 +185,7 @@ export async function join(inv: Invocation, argv: string[], warning: string): Pr
   if (host.address === conn.ip) return failed(`The joining node has the same IP (${conn.ip}) as the node we contact`, 503);
   const known = ref.cluster.dqliteOnLoopback
     ? []
-    : ref.cluster.members.filter((m) => m.role === 'control-plane').map((m) => m.address);
+    : ref.cluster.members.filter((m) => m.role === 'control-plane' && !m.left).map((m) => m.address);
   if (known.includes(host.address)) {
     return failed(`Failed to retrieve dqlite cluster nodes: the joining node (${host.address}) is already known to dqlite`, 500);
   }
@@ -311,7 +312,7 @@ export function nodeObjects(world: World, ref: ClusterRef, now = Date.now()): Ku
           'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
         },
       },
-      spec: {},
+      spec: nodeSpec(ref.cluster, name),
       status: {
         addresses: [
           { address: m.address, type: 'InternalIP' },

@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import type { HostState, World } from './types.ts';
 import { emptyStore, type KubeStore } from './kube-store.ts';
 import { tooNewFor, type ApiServer } from './microk8s-skew.ts';
+import type { Schedule } from './kube-schedule.ts';
 
 export type NodeRole = 'control-plane' | 'worker';
 
@@ -14,6 +15,8 @@ export interface Member {
   address: string;
   role: NodeRole;
   joinedAt: number;
+  /** When it ran `microk8s leave`: out of dqlite, its Node object left behind until remove-node. */
+  left?: number;
 }
 
 export interface ClusterState {
@@ -33,6 +36,10 @@ export interface ClusterState {
   kube: KubeStore;
   /** Tunnel connector tokens the lab last reported running to lab Cloudflare. */
   connectors: string[];
+  /** Cordoned nodes and evicted pods (kube-schedule.ts); absent until a first cordon. */
+  schedule?: Schedule;
+  /** When the datastore lost its quorum, or two control planes were down at once (microk8s-outages.ts). */
+  outages?: { at: number; what: string }[];
 }
 
 export interface NodeState {
@@ -152,7 +159,7 @@ export function memberReady(world: World, holder: string, m: Member, now = Date.
  * three stand by, the rest are spares (dqlite's role management; status.py prints these).
  */
 export function dqliteNodes(c: ClusterState): { address: string; role: 'voter' | 'standby' | 'spare' }[] {
-  const cps = c.members.filter((m) => m.role === 'control-plane');
+  const cps = c.members.filter((m) => m.role === 'control-plane' && !m.left);
   if (c.dqliteOnLoopback) return [{ address: '127.0.0.1:19001', role: 'voter' }];
   return cps.map((m, i) => ({ address: `${m.address}:19001`, role: i < 3 ? 'voter' : i < 6 ? 'standby' : 'spare' }));
 }
@@ -196,6 +203,30 @@ export function restartNode(node: NodeState, world: World, now = Date.now()): vo
   node.stopped = false;
   node.apiUpAt = now + scaled(world, DELAY.apiStart);
   node.nodeReadyAt = node.apiUpAt + scaled(world, DELAY.nodeReady);
+}
+
+/**
+ * The cluster stored on `from` moves to another control plane of it (the same dqlite data lives on
+ * every voter), and every member that pointed at `from` points there. Returns the new holder.
+ */
+export function handOver(world: World, from: HostState): HostState | null {
+  const cluster = (from.microk8s as NodeState | null | undefined)?.cluster;
+  if (!cluster) return null;
+  const heir = cluster.members.find(
+    (m) => m.role === 'control-plane' && !m.left && m.host !== from.name && world.hosts[m.host] && nodeOf(world.hosts[m.host])?.clusterHost === from.name,
+  );
+  if (!heir) return null;
+  const heirHost = world.hosts[heir.host];
+  (heirHost.microk8s as NodeState).cluster = cluster;
+  for (const m of cluster.members) {
+    const h = world.hosts[m.host];
+    const n = h && nodeOf(h);
+    if (n && n.clusterHost === from.name) {
+      n.clusterHost = heirHost.name;
+      world.save(h);
+    }
+  }
+  return heirHost;
 }
 
 export function saveCluster(world: World, host: HostState, ref: ClusterRef | null): void {

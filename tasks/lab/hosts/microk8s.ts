@@ -4,6 +4,9 @@
 import type { CommandOptions, CommandResult, HostState, Invocation, SimCommand, World } from './types.ts';
 import { seedStore, xable } from './microk8s-addons.ts';
 import { addNode, hostpathWarning, join } from './microk8s-cluster.ts';
+import { dbctl } from './microk8s-dbctl.ts';
+import { leave, removeNode } from './microk8s-leave.ts';
+import { noteDown } from './microk8s-outages.ts';
 import { config, inspect, status, version } from './microk8s-status.ts';
 import { kubectl, kubectlMutates, kubectlVerb } from './kube.ts';
 import { DATASTORE_TIMEOUT, quorum, REQUEST_DEADLINE_MS } from './microk8s-quorum.ts';
@@ -12,6 +15,7 @@ import {
   clusterOf,
   DELAY,
   freshNode,
+  handOver,
   nodeOf,
   restartNode,
   scaled,
@@ -25,12 +29,12 @@ const SUBCOMMANDS = [
 ];
 
 /** The snap apps besides `microk8s` itself (snap/snapcraft.yaml) that the lab simulates. */
-const APPS = ['kubectl', 'add-node', 'join', 'inspect', 'enable', 'disable', 'start', 'stop', 'status', 'config', 'version'];
+const APPS = ['kubectl', 'add-node', 'join', 'inspect', 'enable', 'disable', 'start', 'stop', 'status', 'config', 'version', 'dbctl', 'leave', 'remove-node'];
 
 /** kubectl verbs that need no datastore behind the API server (help, version, config view). */
 const CLIENT_ONLY = new Set(['', 'version', 'config']);
 
-const MUTATING = new Set(['enable', 'disable', 'join', 'add-node', 'start', 'stop', 'leave', 'remove-node', 'reset', 'refresh-certs']);
+const MUTATING = new Set(['enable', 'disable', 'join', 'add-node', 'start', 'stop', 'leave', 'remove-node', 'reset', 'refresh-certs', 'dbctl']);
 
 function result(stdout: string, exitCode = 0, stderr = ''): CommandResult {
   return { stdout, stderr, exitCode };
@@ -135,13 +139,28 @@ async function microk8s(inv: Invocation): Promise<CommandResult> {
     }
     case 'inspect':
       return inspect(inv);
+    case 'dbctl': {
+      const no = denied(inv);
+      return no ?? dbctl(inv, args);
+    }
+    case 'leave': {
+      if (node.stopped) return result('', 1, 'microk8s is not running, try microk8s start\n');
+      const no = denied(inv);
+      return no ?? leave(inv, (h) => onMicrok8sSnapInstalled(h, inv.world, h.snaps.microk8s?.channel ?? '1.34/stable'));
+    }
+    case 'remove-node': {
+      const no = denied(inv);
+      return no ?? removeNode(inv, args);
+    }
     case 'start':
     case 'stop': {
       if (worker) return result(`This MicroK8s deployment is acting as a node in a cluster.\nUse 'snap ${sub} microk8s' to ${sub} services on this node.\n`);
       const no = denied(inv);
       if (no) return no;
-      if (sub === 'stop') node.stopped = true;
-      else if (node.stopped) restartNode(node, inv.world);
+      if (sub === 'stop') {
+        node.stopped = true;
+        noteDown(inv.world, inv.host);
+      } else if (node.stopped) restartNode(node, inv.world);
       inv.world.save(inv.host);
       return result('');
     }
@@ -196,6 +215,7 @@ export function onMicrok8sSnapRefreshed(host: HostState, world: World, _channel:
   const node = nodeOf(host);
   if (!node) return onMicrok8sSnapInstalled(host, world, _channel);
   restartNode(node, world);
+  noteDown(world, host);
   world.save(host);
 }
 
@@ -206,20 +226,7 @@ export function onMicrok8sSnapRefreshed(host: HostState, world: World, _channel:
  */
 export function onMicrok8sSnapRemoved(host: HostState, world: World): void {
   const node = host.microk8s as NodeState | null | undefined;
-  const cluster = node?.cluster;
+  if (node?.cluster) handOver(world, host);
   host.microk8s = null;
   world.save(host);
-  if (!cluster) return;
-  const heir = cluster.members.find((m) => m.role === 'control-plane' && m.host !== host.name && world.hosts[m.host] && nodeOf(world.hosts[m.host])?.clusterHost === host.name);
-  if (!heir) return;
-  const heirHost = world.hosts[heir.host];
-  (heirHost.microk8s as NodeState).cluster = cluster;
-  for (const m of cluster.members) {
-    const h = world.hosts[m.host];
-    const n = h && nodeOf(h);
-    if (n && n.clusterHost === host.name) {
-      n.clusterHost = heirHost.name;
-      world.save(h);
-    }
-  }
 }

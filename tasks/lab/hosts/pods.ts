@@ -10,7 +10,8 @@
 // host-network pod has its node's address.
 import type { KubeObject } from './kube-store.ts';
 import { ownedPods, podClock, type PodNode } from './kube-workloads.ts';
-import { memberReady, type ClusterRef } from './microk8s-state.ts';
+import { schedule } from './kube-schedule.ts';
+import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 import type { World } from './types.ts';
 
 /** A cluster member's network: its address, its Calico block and tunnel address. */
@@ -64,11 +65,12 @@ export function podNodes(world: World, ref: ClusterRef, now = Date.now()): PodNo
     .map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel }));
 }
 
-/** Every pod of the cluster's workloads, on the Ready nodes. */
+/** Every pod of the cluster's workloads, on the Ready nodes, cordoned ones aside (kube-schedule.ts). */
 export function labPods(world: World, ref: ClusterRef, now = Date.now()): LabPod[] {
   const nets = nodeNetworks(world, ref, now).filter((n) => n.ready);
   const byNodeName = new Map(nets.map((n) => [n.host.toLowerCase(), n]));
-  return ownedPods(ref.cluster.kube, podClock(world, podNodes(world, ref, now), now)).map(({ owner, pod }) => {
+  const nodes = podNodes(world, ref, now);
+  return schedule(ref.cluster, ownedPods(ref.cluster.kube, podClock(world, nodes, now)), nodes, now, scaled(world, DELAY.rollout)).map(({ owner, pod }) => {
     const spec = (pod.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
     const status = (pod.status ?? {}) as { podIP?: string; conditions?: { type: string; status: string }[] };
     return {

@@ -84,7 +84,7 @@ interface Request {
   stdoutTty: boolean;
   env: Record<string, string>;
   argv: string[];
-  stdin: string | null;
+  stdin: Buffer | null;
 }
 
 const MAX_SESSIONS = 200;
@@ -166,7 +166,8 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
       groups: req.user === 'root' ? ['root'] : session.groups,
       stdoutTty: req.stdoutTty,
       argv,
-      stdin: req.stdin ?? '',
+      stdin: req.stdin?.toString('utf8') ?? '',
+      stdinBytes: req.stdin ?? Buffer.alloc(0),
       env: req.env,
     };
     let result: CommandResult;
@@ -358,6 +359,6 @@ function parseRequest(buf: Buffer): Request {
     stdoutTty: flags.includes('t'),
     env,
     argv,
-    stdin: hasStdin ? buf.toString('utf8', pos) : null,
+    stdin: hasStdin ? Buffer.from(buf.toString('latin1', pos), 'base64') : null,
   };
 }

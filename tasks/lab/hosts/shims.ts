@@ -8,7 +8,8 @@
 // not found` (127), so a task can never reach this machine's systemctl, curl or apt by accident.
 //
 // Wire format (POST /exec, HTTP/1.0): the body is NUL-terminated fields
-//   host user loginUser session flags envCount (K=V)* argc argv* hasStdin, then stdin's bytes.
+//   host user loginUser session flags envCount (K=V)* argc argv* hasStdin, then stdin's bytes in
+//   base64 (bash variables cannot hold a NUL byte, and an upload through `tee` may be binary).
 // flags holds `t` when stdout is a terminal. The answer carries X-Exit-Code and X-Stdout-Length
 // headers and a body of stdout then stderr; `X-Need-Stdin: 1` asks to send again with stdin (only
 // commands that read stdin get it, so a probe never swallows the input of a later command).
@@ -18,7 +19,7 @@ import { VIRTUAL_ROOTS } from './vfs.ts';
 
 /** Real tools task scripts may use as they are (they touch no simulated state). */
 export const REAL_TOOLS = [
-  'awk', 'base64', 'basename', 'bash', 'comm', 'cut', 'date', 'dirname', 'echo', 'env', 'false',
+  'awk', 'basename', 'bash', 'comm', 'cut', 'date', 'dirname', 'echo', 'env', 'false',
   'md5sum', 'mktemp', 'nproc', 'od', 'paste', 'printf', 'seq', 'sh', 'sha256sum', 'sleep', 'sort',
   'tac', 'timeout', 'tr', 'true', 'uname', 'uniq', 'xargs',
 ];
@@ -45,7 +46,7 @@ function clientFunction(): string {
   client ??= fs
     .readFileSync(new URL('./client.sh', import.meta.url), 'utf8')
     .replace('@PASSED_ENV@', PASSED_ENV.join(' '))
-    .replace('@CAT@', realPath('cat'));
+    .replace('@BASE64@', realPath('base64'));
   return client;
 }
 

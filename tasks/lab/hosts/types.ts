@@ -16,7 +16,8 @@ export interface HostState {
   /** The address the inventory gives (used in messages: add-node URLs, dqlite addresses). */
   address: string;
   /** Virtual files for the paths tasks touch (/etc/fstab, /etc/sysctl.d/..., ~/.kube). */
-  files: Record<string, { content: string; mode: number; owner: string; group?: string; dir?: boolean }>;
+  /** `encoding: 'base64'`: the content is bytes that are not UTF-8 text (a tar.gz), kept as base64. */
+  files: Record<string, { content: string; mode: number; owner: string; group?: string; dir?: boolean; encoding?: 'base64' }>;
   /** Users and their groups, primary first (persisted: what /etc/passwd and /etc/group say now). */
   users: Record<string, { uid: number; groups: string[]; home: string }>;
   /** Group name -> gid (/etc/group); membership lives in `users`. */
@@ -75,6 +76,8 @@ export interface Invocation {
   /** argv[0] is the command name as invoked (`microk8s`, `microk8s.kubectl`, `snap`, ...). */
   argv: string[];
   stdin: string;
+  /** stdin's bytes as sent (a binary upload through `tee` is not UTF-8 text). */
+  stdinBytes?: Buffer;
   env: Record<string, string>;
 }
 

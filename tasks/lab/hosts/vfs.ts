@@ -28,6 +28,8 @@ export function norm(p: string): string {
 
 export interface Entry {
   content: string;
+  /** The content is base64 of bytes that are not UTF-8 text. */
+  encoding?: 'base64';
   mode: number;
   owner: string;
   group: string;
@@ -40,7 +42,7 @@ export interface Entry {
 export function lookup(host: HostState, p: string): Entry | undefined {
   p = norm(p);
   const f = host.files[p];
-  if (f) return { content: f.content, mode: f.mode, owner: f.owner, group: f.group ?? primaryGroup(host, f.owner), dir: !!f.dir };
+  if (f) return { content: f.content, encoding: f.encoding, mode: f.mode, owner: f.owner, group: f.group ?? primaryGroup(host, f.owner), dir: !!f.dir };
   const derived = derivedFile(host, p);
   if (derived !== undefined) return { content: derived, mode: 0o644, owner: 'root', group: 'root', dir: false, derived: true };
   if (p === '/' || p === '/proc' || p === '/proc/sys' || sysctlDir(host, p)) {
@@ -170,12 +172,25 @@ export function ownerError(inv: Invocation, p: string): Errno | null {
   return inv.user === 'root' || (e.owner === inv.user && !e.derived) ? null : 'EPERM';
 }
 
-export function writeFile(inv: Invocation, p: string, content: string, mode?: number): void {
+export function writeFile(inv: Invocation, p: string, content: string | Buffer, mode?: number): void {
   p = norm(p);
   const old = inv.host.files[p];
-  inv.host.files[p] = old
-    ? { ...old, content, mode: mode ?? old.mode }
-    : { content, mode: mode ?? 0o644, owner: inv.user, group: primaryGroup(inv.host, inv.user) };
+  const { encoding, ...body } = stored(content);
+  const next = old ? { ...old, ...body, mode: mode ?? old.mode } : { ...body, mode: mode ?? 0o644, owner: inv.user, group: primaryGroup(inv.host, inv.user) };
+  delete next.encoding;
+  inv.host.files[p] = encoding ? { ...next, encoding } : next;
+}
+
+/** Bytes as a file entry keeps them: text as it is, anything else as base64. */
+function stored(content: string | Buffer): { content: string; encoding?: 'base64' } {
+  if (typeof content === 'string') return { content };
+  const text = content.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(content) ? { content: text } : { content: content.toString('base64'), encoding: 'base64' };
+}
+
+/** A file's bytes. */
+export function bytesOf(e: { content: string; encoding?: 'base64' }): Buffer {
+  return e.encoding === 'base64' ? Buffer.from(e.content, 'base64') : Buffer.from(e.content, 'utf8');
 }
 
 export function makeDir(inv: Invocation, p: string, mode = 0o755): void {
