@@ -9,7 +9,8 @@
 // that node's host to pods on other nodes leaves with), and its pods the addresses after it. A
 // host-network pod has its node's address.
 import type { KubeObject } from './kube-store.ts';
-import { ownedPods, podClock, type PodNode } from './kube-workloads.ts';
+import { ownedPods, podClock, type OwnedPod, type PodClock, type PodNode } from './kube-workloads.ts';
+import { meshFlows } from './network.ts';
 import { memberReady, type ClusterRef } from './microk8s-state.ts';
 import type { World } from './types.ts';
 
@@ -64,11 +65,22 @@ export function podNodes(world: World, ref: ClusterRef, now = Date.now()): PodNo
     .map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel }));
 }
 
+/** The clock the cluster's pods are computed with: its Ready nodes, and the network model judging
+ *  meshed pods' flows to linkerd's control plane. */
+export function labClock(world: World, ref: ClusterRef, now = Date.now()): PodClock {
+  return { ...podClock(world, podNodes(world, ref, now), now), mesh: meshFlows(world, ref, now) };
+}
+
 /** Every pod of the cluster's workloads, on the Ready nodes. */
 export function labPods(world: World, ref: ClusterRef, now = Date.now()): LabPod[] {
+  return labPodsOf(world, ref, ownedPods(ref.cluster.kube, labClock(world, ref, now)), now);
+}
+
+/** These pods as the outcome models see them. */
+export function labPodsOf(world: World, ref: ClusterRef, owned: OwnedPod[], now = Date.now()): LabPod[] {
   const nets = nodeNetworks(world, ref, now).filter((n) => n.ready);
   const byNodeName = new Map(nets.map((n) => [n.host.toLowerCase(), n]));
-  return ownedPods(ref.cluster.kube, podClock(world, podNodes(world, ref, now), now)).map(({ owner, pod }) => {
+  return owned.map(({ owner, pod }) => {
     const spec = (pod.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
     const status = (pod.status ?? {}) as { podIP?: string; conditions?: { type: string; status: string }[] };
     return {
