@@ -498,6 +498,12 @@ export const inventorySchema: JsonSchema = {
         addons: list(addon, 'Addons to enable, in order. Default none.', { default: [] }),
         holdRefresh: { type: 'boolean', default: true, description: 'Hold snap refreshes so Kubernetes never upgrades itself at night. Default true.' },
         pruneAddons: { type: 'boolean', default: false, description: 'Disable enabled addons that are not listed. Default false.' },
+        mesh: {
+          type: 'string',
+          enum: ['linkerd'],
+          description:
+            "A service mesh, for mutual TLS between the homelab's services: linkerd enables MicroK8s' linkerd addon (with the community repository it comes from) and meshes the namespaces the homelab renders. Default none.",
+        },
       },
       ['channel'],
     ),

@@ -54,7 +54,7 @@ export interface Inventory {
     swap: 'off' | 'on';
     firewall: { allowSsh: string[] };
   };
-  microk8s: { channel: string; addons: Addon[]; holdRefresh: boolean; pruneAddons: boolean };
+  microk8s: { channel: string; addons: Addon[]; holdRefresh: boolean; pruneAddons: boolean; mesh?: 'linkerd' };
   flux: {
     version: string;
     interval: string;
