@@ -13,6 +13,7 @@ import { meshProblems, wantedAddons } from '../tasks/lib/mesh.ts';
 import type { KubeObject } from '../tasks/lib/kube.ts';
 import type { ProbeOutput } from '../tasks/lib/task.ts';
 import enableAddons from '../tasks/enable-addons.ts';
+import { healthTask, type HealthChange } from '../tasks/health.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 
@@ -200,7 +201,7 @@ function pod(namespace: string, name: string, o: { owner?: [string, string]; has
   };
 }
 
-const injector = (available: number): KubeObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'linkerd-proxy-injector', namespace: 'linkerd' }, status: { availableReplicas: available } });
+const injector = (available: number): KubeObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'linkerd-proxy-injector', namespace: 'linkerd' }, status: { availableReplicas: available, readyReplicas: available } });
 
 const health = suite('mesh: what health finds');
 
@@ -254,6 +255,39 @@ health('a meshed pod whose proxy is not ready: waited for while it starts, then 
   const [stuck] = meshProblems([ns('homepage', 'enabled'), injector(1), pod('homepage', 'homepage-1-a', { proxy: { ready: false, restarts: 2, running: false } })]);
   assert.not.ok(stuck.settling);
   assert.match(stuck.state, /^meshed, but its linkerd-proxy is not ready: .* reach the linkerd namespace on 8080\/tcp .*microk8s kubectl logs -n homepage homepage-1-a -c linkerd-proxy$/);
+});
+
+health('run restarts the workload of an unmeshed pod, then looks again: its new pods are meshed, nothing is left', async () => {
+  const inv = example('linkerd');
+  const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node1' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } };
+  const answer = (objects: KubeObject[]): Record<string, ProbeOutput> => ({
+    objects: out(JSON.stringify({ items: [node, ns('homepage', 'enabled'), injector(1), ...objects] })),
+    targets: out(JSON.stringify({ status: 'success', data: { activeTargets: [] } })),
+    alerts: out(JSON.stringify({ status: 'success', data: { alerts: [] } })),
+    notifications: out(JSON.stringify({ status: 'success', data: { result: [] } })),
+  });
+  const before = answer([pod('homepage', 'homepage-1-a', { owner: ['ReplicaSet', 'homepage-1'], hash: '1' })]);
+  const after = answer([pod('homepage', 'homepage-2-b', { owner: ['ReplicaSet', 'homepage-2'], hash: '2', proxy: { ready: true } })]);
+  const task = healthTask({ waitMs: 5000, pollMs: 1 });
+  const probe = task.probe!({ inventory: inv } as never);
+  assert.ok(probe.objects.text.includes('daemonsets,namespaces'), `namespaces are read when the mesh is on: ${probe.objects.text}`);
+  assert.not.ok(task.probe!({ inventory: example() } as never).objects.text.includes('namespaces'), 'and only then');
+  const changes = task.check({ probe: before, read: undefined }, inv, { host: null }) as HealthChange[];
+  assert.equal(changes.map((c) => c.restart), [{ kind: 'Deployment', namespace: 'homepage', name: 'homepage' }]);
+  const ran: string[] = [];
+  const ctx = {
+    inventory: inv,
+    progress: () => {},
+    run: async (script: { text: string }) => {
+      ran.push(script.text);
+      const now = ran.some((r) => r.includes('rollout restart')) ? after : before;
+      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : script.text.includes('/api/v1/query') ? 'notifications' : 'objects';
+      return now[name];
+    },
+  };
+  await task.apply(ctx as never, changes);
+  assert.is(ran[0], "microk8s kubectl rollout restart deployment/homepage -n homepage");
+  assert.ok(ran.length > 1, 'it looked again');
 });
 
 health.run();
