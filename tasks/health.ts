@@ -105,10 +105,11 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
   // A restarted workload's pods are being replaced: look again at once, and wait while they start.
   let restarted = changes.some((c) => c.restart);
   while ((restarted || pending.some((c) => c.settling)) && Date.now() - t0 < waitMs) {
-    restarted = false;
-    const first = pending.find((c) => c.settling) ?? pending[0];
+    const first = pending.find((c) => c.settling);
     const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
-    ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${first.summary}${more}`);
+    const what = restarted || !first ? 'the restarted workloads\' new pods' : `${first.summary}${more}`;
+    restarted = false;
+    ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${what}`);
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
     const p: Record<string, ProbeOutput> = {};
     for (const [name, script] of Object.entries(probe({ inventory: ctx.inventory }))) {
