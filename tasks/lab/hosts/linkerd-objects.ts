@@ -394,7 +394,7 @@ export function linkerdViz(): KubeObject[] {
           replicas: 1,
           selector: { matchLabels: viz(p.component) },
           template: {
-            metadata: { annotations: { ...CREATED_BY, 'linkerd.io/inject': 'enabled', 'config.linkerd.io/proxy-await': 'enabled' }, labels: viz(p.component) },
+            metadata: { annotations: { ...CREATED_BY, 'linkerd.io/inject': 'enabled', 'config.alpha.linkerd.io/proxy-wait-before-exit-seconds': '0', 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'true' }, labels: viz(p.component) },
             spec: {
               containers: [p.component === 'prometheus' ? vizPrometheus(p) : controller(p.name, p.args, p.ports, p.admin, p.image)],
               securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
@@ -402,7 +402,7 @@ export function linkerdViz(): KubeObject[] {
             },
           },
         },
-      }, { 'app.kubernetes.io/name': p.component, 'app.kubernetes.io/part-of': 'Linkerd', ...viz(p.component) }, { ...CREATED_BY, 'linkerd.io/inject': 'enabled' }),
+      }, { 'app.kubernetes.io/name': p.component, 'app.kubernetes.io/part-of': 'Linkerd', ...viz(p.component) }, { ...CREATED_BY, 'linkerd.io/inject': 'enabled', 'config.linkerd.io/proxy-await': 'enabled' }),
     ]),
   ];
 }
