@@ -55,20 +55,23 @@ function matchingWebhook(store: KubeStore, ns: string, podLabels: Record<string,
   return null;
 }
 
-/** Whether the webhook's Service has a ready pod to answer (the workloads' last written status). */
-function webhookAnswers(store: KubeStore, webhook: Dict): boolean {
-  const ref = (webhook.clientConfig?.service ?? null) as { name?: string; namespace?: string } | null;
-  if (!ref?.name) return false;
-  const svc = store.objects[`/Service/${ref.namespace}/${ref.name}`];
-  const selector = (svc?.spec as Dict | undefined)?.selector as Record<string, string> | undefined;
-  if (!selector) return false;
-  return Object.values(store.objects).some(
-    (o) =>
-      o.metadata.namespace === ref.namespace &&
-      ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind) &&
-      selects({ matchLabels: selector }, ((o.spec as Dict | undefined)?.template?.metadata?.labels ?? {}) as Record<string, string>) &&
-      Number((o.status as Dict | undefined)?.availableReplicas ?? (o.status as Dict | undefined)?.numberReady ?? 0) > 0,
-  );
+/** The store keys of the workloads behind the injector webhook's Service: the pods that answer it
+ *  (the pod model asks whether one of them is Ready). */
+export function webhookBackends(store: KubeStore): Set<string> {
+  const keys = new Set<string>();
+  for (const o of Object.values(store.objects)) {
+    if (o.kind !== WEBHOOK_KIND) continue;
+    for (const w of (o.webhooks as Dict[]) ?? []) {
+      const ref = (w.name === 'linkerd-proxy-injector.linkerd.io' ? w.clientConfig?.service : null) as { name?: string; namespace?: string } | null;
+      const selector = ref?.name ? ((store.objects[`/Service/${ref.namespace}/${ref.name}`]?.spec as Dict | undefined)?.selector as Record<string, string> | undefined) : undefined;
+      if (!selector) continue;
+      for (const [key, x] of Object.entries(store.objects)) {
+        const labels = ((x.spec as Dict | undefined)?.template?.metadata?.labels ?? {}) as Record<string, string>;
+        if (x.metadata.namespace === ref!.namespace && ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind) && selects({ matchLabels: selector }, labels)) keys.add(key);
+      }
+    }
+  }
+  return keys;
 }
 
 /** healthcheck.HasExistingSidecars. */
@@ -151,12 +154,11 @@ function meshed(store: KubeStore, owner: KubeObject, pod: PodTemplate): PodTempl
   };
 }
 
-/** What the API server does with a new pod of `owner`: meshed when the injector answers and finds
- *  it injectable, as it is otherwise. */
-export function admitPod(store: KubeStore, owner: KubeObject, pod: PodTemplate): Injection {
+/** What the API server does with a new pod of `owner`: meshed when the webhook applies to it, the
+ *  injector answers (a Ready pod behind its Service) and finds it injectable; as it is otherwise. */
+export function admitPod(store: KubeStore, owner: KubeObject, pod: PodTemplate, injectorAnswers: boolean): Injection {
   const ns = owner.metadata.namespace ?? 'default';
-  const webhook = matchingWebhook(store, ns, pod.labels);
-  if (!webhook || !webhookAnswers(store, webhook)) return { ...pod, injected: false };
+  if (!injectorAnswers || !matchingWebhook(store, ns, pod.labels)) return { ...pod, injected: false };
   if (notInjectable(namespaceOf(store, ns)?.metadata.annotations ?? {}, pod)) return { ...pod, injected: false };
   return { ...meshed(store, owner, pod), injected: true };
 }

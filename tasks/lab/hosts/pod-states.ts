@@ -26,7 +26,7 @@ import { podSecurityViolation } from './pod-security.ts';
 import { claimKey, claimProblem, claimsBound, claimsOf } from './volume-claims.ts';
 import { modelFor } from './workload-models.ts';
 import { missingRef, podSpecOf, startableSince } from './workload-refs.ts';
-import { admitPod, recreate, type Injection } from './linkerd-injector.ts';
+import { admitPod, recreate, webhookBackends, type Injection } from './linkerd-injector.ts';
 import { awaitsProxy, failedAwaitEvent, identityController, proxyOf, proxyWithoutIdentity, PROXY_CONTAINER } from './linkerd-proxy.ts';
 import type { Verdict } from './network.ts';
 
@@ -154,29 +154,33 @@ interface Placement {
 
 /** The pods a workload's template gives once through admission: as meshed (or not) as they were
  *  when this template's pods were created, or as the injector would leave a new one. */
-function admitted(store: KubeStore, key: string, o: KubeObject, template: string): Injection {
+function admitted(store: KubeStore, key: string, o: KubeObject, template: string, injectorAnswers: boolean): Injection {
   const meta = (((o.spec as Dict | undefined)?.template ?? {}) as Dict).metadata ?? {};
   const pod = { spec: podSpecOf(o) as Dict, labels: { ...(meta.labels ?? {}) }, annotations: { ...(meta.annotations ?? {}) } };
   const made = store.injected?.[key];
-  return made && made.template === template ? recreate(store, o, pod, made.injected) : admitPod(store, o, pod);
+  return made && made.template === template ? recreate(store, o, pod, made.injected) : admitPod(store, o, pod, injectorAnswers);
 }
 
-/** Everything the lab's workloads run, as of `clock.now`. Read-only. Meshed pods are simulated
- *  twice when a clock judges their flows: their proxies' readiness needs the other pods' addresses. */
+/** Everything the lab's workloads run, as of `clock.now`. Read-only. The injector's own pods come
+ *  first (whether one is Ready decides what admission does to the others); meshed pods are
+ *  simulated twice when a clock judges their flows: their proxies' readiness needs the other pods'
+ *  addresses. */
 export function simulate(store: KubeStore, clock: PodClock): Simulation {
-  const first = simulateWith(store, clock, null);
+  const injector = webhookBackends(store);
+  const answers = injector.size > 0 && simulateWith(store, clock, null, false, injector).pods.some((p) => p.ready);
+  const first = simulateWith(store, clock, null, answers);
   if (!clock.mesh || !first.pods.some((p) => proxyOf(p.pod.spec as Dict))) return first;
   const flows = clock.mesh(first.pods);
-  return [...flows.values()].every((v) => v.ok) ? first : simulateWith(store, clock, flows);
+  return [...flows.values()].every((v) => v.ok) ? first : simulateWith(store, clock, flows, answers);
 }
 
-function simulateWith(store: KubeStore, clock: PodClock, flows: Map<string, Verdict> | null): Simulation {
+function simulateWith(store: KubeStore, clock: PodClock, flows: Map<string, Verdict> | null, injectorAnswers: boolean, only?: Set<string>): Simulation {
   const { nodes, now } = clock;
   const workloads: SimWorkload[] = [];
   const events: SimEvent[] = [];
   const placements: Placement[] = [];
   for (const [key, o] of Object.entries(store.objects)) {
-    if (!isWorkload(o)) continue;
+    if (!isWorkload(o) || (only && !only.has(key))) continue;
     const spec = (o.spec ?? {}) as Dict;
     const ns = o.metadata.namespace ?? 'default';
     const desired = o.kind === 'DaemonSet' ? nodes.length : Number(spec.replicas ?? 1);
@@ -184,7 +188,7 @@ function simulateWith(store: KubeStore, clock: PodClock, flows: Map<string, Verd
     const w: SimWorkload = { key, object: o, desired, owner, template: JSON.stringify(spec.template ?? {}) };
     workloads.push(w);
     if (!nodes.length) continue;
-    const admission = admitted(store, key, o, w.template);
+    const admission = admitted(store, key, o, w.template, injectorAnswers);
     const podSpec = admission.spec;
     const names = Array.from({ length: desired }, (_, i) => (o.kind === 'StatefulSet' ? `${o.metadata.name}-${i}` : podName(owner, `${key}/${i}/${owner}`)));
     const refused = podSecurityViolation(store.objects[`/Namespace//${ns}`], podSpec);
