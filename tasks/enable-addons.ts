@@ -3,15 +3,19 @@
 // argument lives in the cluster, the object the addon made from it: MetalLB's IPAddressPool
 // `default-addresspool` (microk8s-core-addons addons/metallb/enable + addresspool.yaml), CoreDNS's
 // `forward` line (addons/dns/enable writes the upstreams into the coredns ConfigMap).
-// What I compare: the inventory's addons, in order, with their arguments.
+// What I compare: the inventory's addons, in order, with their arguments, then those the service
+// mesh option needs (lib/mesh.ts: dns, community, linkerd).
 // What I change: one addon per `microk8s enable` (always with its argument: metallb without one
 // prompts and hangs); an addon whose argument changed is disabled and enabled again (enable does
 // not re-apply arguments); addons nobody listed are reported, and disabled only with pruneAddons.
+// linkerd's enable returns while its control plane starts ("Linkerd is starting"): I wait for it,
+// so that the pods created next are meshed (its injector lets pods through unmeshed while down).
 import type { Addon, Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
 import { describeStatus, parseStatus, type AddonStatus } from './lib/microk8s.ts';
+import { LINKERD, meshAddons, wantedAddons } from './lib/mesh.ts';
 
 /** Shipped inside the snap: status always shows them enabled (reference: helm/helm3). */
 const BUILT_IN = new Set(['helm', 'helm3']);
@@ -33,7 +37,7 @@ export type AddonChange = Change &
   );
 
 function probe({ inventory: inv }: { inventory: Inventory }) {
-  const has = (n: string) => inv.microk8s.addons.find((a) => a.name === n);
+  const has = (n: string) => wantedAddons(inv).find((a) => a.name === n);
   return {
     status: sh`microk8s status --format yaml --wait-ready --timeout 30`,
     ...(has('metallb') ? { metallb: sh`microk8s kubectl get ipaddresspools.metallb.io -n metallb-system -o json` } : {}),
@@ -85,9 +89,10 @@ function check(facts: Facts, inv: Inventory): AddonChange[] {
   }
   const byName = new Map<string, AddonStatus>(status.addons.map((a) => [a.name, a]));
   const changes: AddonChange[] = [];
-  for (const addon of inv.microk8s.addons) {
+  const forMesh = new Set(meshAddons(inv).map((a) => a.name));
+  for (const addon of wantedAddons(inv)) {
     const st = byName.get(addon.name);
-    const shown = addon.args ? ` (${addon.args})` : '';
+    const shown = addon.args ? ` (${addon.args})` : forMesh.has(addon.name) ? ` (for microk8s.mesh: ${inv.microk8s.mesh})` : '';
     if (!st) {
       changes.push({ kind: 'enable', addon, summary: `addon ${addon.name}: not listed by microk8s status -> enabled${shown}` });
     } else if (!st.enabled) {
@@ -99,7 +104,7 @@ function check(facts: Facts, inv: Inventory): AddonChange[] {
       }
     }
   }
-  const wanted = new Set(inv.microk8s.addons.map((a) => canonical(a.name)));
+  const wanted = new Set(wantedAddons(inv).map((a) => canonical(a.name)));
   for (const a of status.addons) {
     if (!a.enabled || BUILT_IN.has(a.name) || INFRASTRUCTURE.has(a.name) || wanted.has(canonical(a.name))) continue;
     if (a.name in ALIASES && status.addons.some((b) => b.name === canonical(a.name) && b.enabled)) continue;
@@ -130,6 +135,12 @@ async function apply(ctx: ApplyContext, changes: AddonChange[]): Promise<void> {
     if (c.kind === 'enable' || c.kind === 're-enable') {
       ctx.progress(`enabling ${c.addon.name}`);
       await ctx.run(sh`microk8s enable ${withArgs(c.addon)}`, opts);
+      if (c.addon.name === 'linkerd') {
+        for (const d of LINKERD.controlPlane) {
+          ctx.progress(`waiting for linkerd's control plane: ${d}`);
+          await ctx.run(sh`microk8s kubectl rollout status deployment/${d} -n ${LINKERD.namespace} --timeout=5m`, opts);
+        }
+      }
     }
     if (c.kind === 'disable') {
       ctx.progress(`disabling ${c.name}`);

@@ -9,7 +9,10 @@
 // bounded, for what is still starting (a pod being created, a target not scraped yet) and then
 // reports what is left as a failure that names it, once: it never loops on it. `check` reports it
 // as drift (exit 2), in --json and in the GitHub drift issue like every other change.
+// The one thing `run` repairs: with microk8s.mesh, a pod left out of the mesh gets its workload
+// restarted, so that the new pods are meshed (tasks/lib/mesh.ts).
 import type { Inventory } from './lib/inventory-types.ts';
+import { meshProblems, type MeshProblem } from './lib/mesh.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
@@ -27,7 +30,7 @@ import {
   type HealthProblem,
 } from './lib/health.ts';
 
-export type HealthChange = Change & { kind: 'health'; settling: boolean };
+export type HealthChange = Change & { kind: 'health'; settling: boolean; restart?: MeshProblem['restart'] };
 
 export interface HealthOptions {
   /** How long `run` waits for what is still starting (default 5 minutes). */
@@ -38,9 +41,11 @@ export interface HealthOptions {
 
 const KINDS = 'nodes,pods,deployments,statefulsets,daemonsets';
 
-function probe() {
+function probe({ inventory }: { inventory: Inventory }) {
+  // A meshed cluster's namespaces say which of them ask for the mesh.
+  const kinds = inventory.microk8s.mesh ? `${KINDS},namespaces` : KINDS;
   return {
-    objects: sh`microk8s kubectl get ${KINDS} -A -o json`,
+    objects: sh`microk8s kubectl get ${kinds} -A -o json`,
     targets: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/targets?state=active')}`,
     alerts: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/alerts')}`,
     notifications: sh`microk8s kubectl get --raw ${prometheusQueryPath(NOTIFICATIONS_FAILED_QUERY)}`,
@@ -55,13 +60,13 @@ function items(out: ProbeOutput): KubeObject[] {
   }
 }
 
-/** Everything wrong, in the order a person fixes things: the cluster, nodes, workloads, targets, alerts. */
-export function problems(p: Record<string, ProbeOutput>, inv: Inventory): HealthProblem[] {
+/** Everything wrong, in the order a person fixes things: the cluster, nodes, workloads, the mesh, targets, alerts. */
+export function problems(p: Record<string, ProbeOutput>, inv: Inventory): (HealthProblem | MeshProblem)[] {
   const objects = p.objects;
   if (!objects || objects.exitCode === 127) return [{ subject: 'cluster', state: 'unknown (MicroK8s is not installed on the first control plane)', settling: false }];
   if (objects.exitCode !== 0) return [{ subject: 'cluster API', state: `unavailable (${kubeFailure(objects)})`, settling: false }];
   const all = items(objects);
-  const out = [...nodeProblems(all), ...workloadProblems(all)];
+  const out: (HealthProblem | MeshProblem)[] = [...nodeProblems(all), ...workloadProblems(all), ...(inv.microk8s.mesh ? meshProblems(all) : [])];
   const targets = parsePrometheus<Parameters<typeof targetProblems>[0]>(p.targets, 'activeTargets');
   const alerts = parsePrometheus<Parameters<typeof alertProblems>[0]>(p.alerts, 'alerts');
   if (!targets.ok) out.push({ subject: 'Prometheus', state: `its API cannot be read through the API server (${targets.why})`, settling: false });
@@ -73,7 +78,12 @@ export function problems(p: Record<string, ProbeOutput>, inv: Inventory): Health
 }
 
 function check(facts: Facts, inv: Inventory): HealthChange[] {
-  return problems(facts.probe, inv).map((h) => ({ kind: 'health', settling: h.settling, summary: `${h.subject}: ${h.state}` }));
+  return problems(facts.probe, inv).map((h) => ({
+    kind: 'health',
+    settling: h.settling,
+    summary: `${h.subject}: ${h.state}`,
+    ...('restart' in h && h.restart ? { restart: h.restart } : {}),
+  }));
 }
 
 function unhealthy(lines: string[]): UserError {
@@ -88,13 +98,21 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
   const waitMs = opts.waitMs ?? 5 * 60_000;
   let pending = changes;
   const t0 = Date.now();
-  while (pending.some((c) => c.settling) && Date.now() - t0 < waitMs) {
-    const first = pending.find((c) => c.settling)!;
+  for (const r of changes.flatMap((c) => (c.restart ? [c.restart] : []))) {
+    ctx.progress(`restarting ${r.kind.toLowerCase()} ${r.namespace}/${r.name} so that its pods join the mesh`);
+    await ctx.run(sh`microk8s kubectl rollout restart ${`${r.kind.toLowerCase()}/${r.name}`} -n ${r.namespace}`);
+  }
+  // A restarted workload's pods are being replaced: look again at once, and wait while they start.
+  let restarted = changes.some((c) => c.restart);
+  while ((restarted || pending.some((c) => c.settling)) && Date.now() - t0 < waitMs) {
+    const first = pending.find((c) => c.settling);
     const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
-    ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${first.summary}${more}`);
+    const what = restarted || !first ? 'the restarted workloads\' new pods' : `${first.summary}${more}`;
+    restarted = false;
+    ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${what}`);
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
     const p: Record<string, ProbeOutput> = {};
-    for (const [name, script] of Object.entries(probe())) {
+    for (const [name, script] of Object.entries(probe({ inventory: ctx.inventory }))) {
       const r = await ctx.run(script, { allowExit: [1, 127] });
       p[name] = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
     }

@@ -11,6 +11,7 @@ import type { ApplyContext } from '../tasks/lib/task.ts';
 
 const inv = {
   hosts: [{ name: 'node1', address: '192.168.1.10' }, { name: 'node2', address: '192.168.1.11' }],
+  microk8s: { channel: '1.34/stable', addons: [], holdRefresh: true, pruneAddons: false },
   monitoring: {
     alerts: {
       destinations: [

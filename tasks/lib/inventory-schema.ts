@@ -570,6 +570,12 @@ export const inventorySchema: JsonSchema = {
             description: 'Allow removing a control plane that leaves fewer than three (no high availability: one more down stops the API). Default false.',
           },
         }),
+        mesh: {
+          type: 'string',
+          enum: ['linkerd'],
+          description:
+            "A service mesh, for mutual TLS between the homelab's services: linkerd enables MicroK8s' linkerd addon (with the community repository it comes from) and meshes the namespaces the homelab renders. Default none.",
+        },
       },
       ['channel'],
     ),

@@ -83,6 +83,7 @@ export interface Inventory {
     pruneAddons: boolean;
     upgrade: { workers: number; drainTimeout: number };
     removal: { force: string[]; acceptHaLoss: boolean };
+    mesh?: 'linkerd';
   };
   backups: { keep: number };
   /**

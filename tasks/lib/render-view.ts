@@ -269,6 +269,8 @@ export function buildView(inv: Inventory) {
       interval: goDuration(inv.flux.interval),
     },
     cloudflared: { egress: cloudflaredEgress(targets) },
+    // microk8s.mesh: the namespaces are annotated for linkerd's injector, with the policies it needs.
+    mesh: { linkerd: inv.microk8s.mesh === 'linkerd' },
     monitoring: {
       retention: inv.monitoring.retention,
       retentionSize: retentionSize(inv.monitoring.storage),

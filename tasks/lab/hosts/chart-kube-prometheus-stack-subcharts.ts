@@ -148,9 +148,13 @@ export function grafana(c: ChartContext): KubeObject[] {
         },
       },
     }),
-    // charts/grafana/templates/service.yaml
+    // charts/grafana/templates/service.yaml (`appProtocol` when service.appProtocol is set)
     obj('v1', 'Service', meta(c, name, labels), {
-      spec: { type: 'ClusterIP', ports: [{ name: valueAt(g, 'service.portName'), port: valueAt(g, 'service.port'), protocol: 'TCP', targetPort: g.podPortName }], selector: select },
+      spec: {
+        type: 'ClusterIP',
+        ports: [{ name: valueAt(g, 'service.portName'), port: valueAt(g, 'service.port'), protocol: 'TCP', targetPort: g.podPortName, ...(valueAt(g, 'service.appProtocol') ? { appProtocol: valueAt(g, 'service.appProtocol') } : {}) }],
+        selector: select,
+      },
     }),
   ];
   if (datasources) {

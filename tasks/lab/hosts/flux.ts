@@ -29,8 +29,8 @@ import {
   type KubeObject,
   type KubeStore,
 } from './kube-store.ts';
-import { podClock, refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts';
-import { podNodes } from './pods.ts';
+import { refreshWorkloads, runningEnv, workloadReady } from './kube-workloads.ts';
+import { labClock } from './pods.ts';
 import { build, findKubectl, revParse, type BuildResult } from './flux-build.ts';
 import { DELAY, scaled, type ClusterRef } from './microk8s-state.ts';
 import { CHART as KUBE_PROMETHEUS_STACK, kubePrometheusStackObjects } from './chart-kube-prometheus-stack.ts';
@@ -776,7 +776,7 @@ function syncConnectors(env: Env): void {
 }
 
 function refresh(env: Env): void {
-  refreshWorkloads(env.store, podClock(env.world, podNodes(env.world, env.ref, env.now), env.now));
+  refreshWorkloads(env.store, labClock(env.world, env.ref, env.now));
 }
 
 function fluxInstalled(store: KubeStore): boolean {

@@ -32,6 +32,9 @@ export interface KubeStore {
    *  read then (values base64, as Secret data is kept). Running pods keep it whatever happens to
    *  their Secrets since, until a new template (a rollout) replaces them. */
   running?: Record<string, { template: string; env: Record<string, string> }>;
+  /** Whether the proxy injector meshed a workload's pods, with the pod template they were created
+   *  from: pods keep what admission gave them until a new template replaces them (linkerd-injector.ts). */
+  injected?: Record<string, { template: string; injected: boolean }>;
   /** Requests made to pods from outside the kubelet (a page load), by `namespace/pod`: a request
    *  that kills the program shows in the pod's restarts (pod-requests.ts). */
   requests?: Record<string, { at: number; path: string; port: number; host: string }[]>;

@@ -14,7 +14,7 @@ import { ensureClaims } from './volume-claims.ts';
 import { podSpecOf, startEnv } from './workload-refs.ts';
 import type { World } from './types.ts';
 
-export type { PodClock, PodNode } from './pod-states.ts';
+export type { MeshFlows, PodClock, PodNode } from './pod-states.ts';
 
 type Dict = Record<string, unknown>;
 
@@ -102,6 +102,7 @@ function countsOf(sim: Simulation, key: string): Counts {
 export function refreshWorkloads(store: KubeStore, clock: PodClock): void {
   const running = (store.running ??= {});
   for (const key of Object.keys(running)) if (!store.objects[key]) delete running[key];
+  for (const key of Object.keys(store.injected ?? {})) if (!store.objects[key]) delete store.injected![key];
   // A StatefulSet's pod and its claims are created together, pod 0 first.
   const first = simulate(store, clock);
   for (const [key, o] of Object.entries(store.objects)) {
@@ -115,6 +116,10 @@ export function refreshWorkloads(store: KubeStore, clock: PodClock): void {
   for (const w of sim.workloads) {
     const o = w.object;
     const c = countsOf(sim, w.key);
+    // What admission gave the pods now created stays theirs (linkerd-injector.ts).
+    if (w.injected !== undefined && c.created > 0 && store.injected?.[w.key]?.template !== w.template) {
+      (store.injected ??= {})[w.key] = { template: w.template, injected: w.injected };
+    }
     // Pods that run keep the environment they read at start, whatever happens to their Secrets
     // since; a container that keeps crashing reads them again at each restart, so only pods that
     // came up Ready pin theirs.

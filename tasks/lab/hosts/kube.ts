@@ -29,8 +29,8 @@ import {
 import { deletedLine, jsonpath, listOf, nameOf, table, toJson, toYaml } from './kube-output.ts';
 import { kubeMinor, kubeVersion, poll, saveCluster, type ClusterRef } from './microk8s-state.ts';
 import { nodeObjects } from './microk8s-cluster.ts';
-import { labPods, podNodes } from './pods.ts';
-import { eventObjects, podClock, replicaSetObjects, simulatedPods } from './kube-workloads.ts';
+import { labClock, labPods } from './pods.ts';
+import { eventObjects, replicaSetObjects, simulatedPods } from './kube-workloads.ts';
 import { podLogs, withNetworkLogs } from './kube-logs.ts';
 import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
@@ -310,7 +310,7 @@ function selectorMatch(sel: string | undefined, o: KubeObject): boolean {
 }
 
 function clock(ctx: Ctx) {
-  return podClock(ctx.inv.world, podNodes(ctx.inv.world, ctx.ref));
+  return labClock(ctx.inv.world, ctx.ref);
 }
 
 /** Nodes, pods, ReplicaSets and events are not stored: they are read from the members and the workloads. */

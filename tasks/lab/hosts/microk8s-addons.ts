@@ -1,8 +1,9 @@
 // `microk8s enable|disable`: the core addon catalogue and what the addons the tasks use really do.
 // Sources: canonical/microk8s scripts/wrappers/common/utils.py (parse_xable_addon_args, xable,
 // get_status), scripts/wrappers/enable.py; canonical/microk8s-core-addons addons.yaml and
-// addons/<name>/{enable,disable} on branches 1.32-1.35. Addon manifests are applied to the lab
-// store, so `microk8s kubectl get` shows coredns, the metallb pool, the storage class.
+// addons/<name>/{enable,disable} on branches 1.32-1.35; for `community` and `linkerd`,
+// microk8s-community.ts and linkerd-objects.ts. Addon manifests are applied to the lab store, so
+// `microk8s kubectl get` shows coredns, the metallb pool, the storage class, linkerd's controllers.
 import { randomBytes } from 'node:crypto';
 import type { CommandResult, HostState, Invocation } from './types.ts';
 import {
@@ -15,6 +16,8 @@ import {
   type KubeStore,
 } from './kube-store.ts';
 import { deletedLine } from './kube-output.ts';
+import { COMMUNITY_ADDONS, COMMUNITY_DIR, isCommunityAddon } from './microk8s-community.ts';
+import { LINKERD_VERSION, linkerdControlPlane, linkerdCrds, linkerdViz, trustAnchorsPem } from './linkerd-objects.ts';
 import {
   apiUp,
   clusterOf,
@@ -31,7 +34,7 @@ import {
 
 export interface AddonInfo {
   name: string;
-  repository: 'core';
+  repository: 'core' | 'community';
   description: string;
   version: string;
 }
@@ -83,11 +86,12 @@ function versionsFor(t: string): Record<string, string> {
   return Object.fromEntries(VERSIONS[pick].split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 }
 
-/** The addons `microk8s status` lists, sorted by (repository, name) as get_available_addons does. */
-export function availableAddons(host: HostState): AddonInfo[] {
+/** The addons `microk8s status` lists, sorted by (repository, name) as get_available_addons does;
+ *  the community ones once that repository has been added. */
+export function availableAddons(host: HostState, community = false): AddonInfo[] {
   const t = track(host);
   const versions = versionsFor(t);
-  return CATALOG.map(([name, description]) => ({
+  const core = CATALOG.map(([name, description]) => ({
     name,
     repository: 'core' as const,
     description:
@@ -95,7 +99,14 @@ export function availableAddons(host: HostState): AddonInfo[] {
         ? 'MinIO object storage (DEPRECATED). This addon is deprecated and will be completely removed in the upcoming versions'
         : description,
     version: versions[name] ?? '',
-  })).sort((a, b) => a.name.localeCompare(b.name));
+  }));
+  const extra = community ? COMMUNITY_ADDONS.map(([name, description, version]) => ({ name, repository: 'community' as const, description, version })) : [];
+  return [...core, ...extra].sort((a, b) => a.repository.localeCompare(b.repository) || a.name.localeCompare(b.name));
+}
+
+/** Whether the community repository is registered on this cluster's node. */
+export function communityAdded(c: ClusterState): boolean {
+  return 'community' in c.addons;
 }
 
 // Addons sharing a check_status in addons.yaml show the same state.
@@ -523,7 +534,48 @@ const ENABLE: Record<string, Script> = {
     ctx.out.line('Host-access is enabled');
     return 0;
   },
+  // addons/community/enable: `microk8s addons repo add community ... --force` clones the snap's copy.
+  async community(ctx) {
+    ctx.out.errLine(`Cloning into '${COMMUNITY_DIR}'...`);
+    ctx.out.errLine('done.');
+    ctx.out.line('Community repository is now enabled');
+    return 0;
+  },
+  // microk8s-community-addons addons/linkerd/enable: fetch the CLI once, enable dns, wait for the
+  // API, then apply `linkerd install --crds`, `linkerd install ARGS` and `linkerd viz install`.
+  // It does not wait for the control plane: "Linkerd is starting".
+  async linkerd(ctx, args) {
+    const { out } = ctx;
+    if (!ctx.inv.host.files[LINKERD_CLI]) {
+      out.line(`Fetching Linkerd2 version v${LINKERD_VERSION.replace('stable-', '')}.`);
+      out.line(LINKERD_VERSION.replace('stable-', ''));
+      ctx.inv.host.files[LINKERD_CLI] = { content: '', mode: 0o755, owner: 'root' };
+    }
+    out.line('Enabling Linkerd2');
+    if (isEnabled(ctx.ref.cluster, 'dns')) out.line('Addon core/dns is already enabled');
+    else {
+      const code = await ENABLE.dns(ctx, []);
+      if (code !== 0) return code;
+      recordAddon(ctx.ref.cluster, 'enable', 'dns', []);
+    }
+    await simDelay(ctx.inv.world, DELAY.addon);
+    // `read -ra ARGUMENTS <<< "$1"`: the first argument's words become `--word` flags of install.
+    const flags = (args[0] ?? '').split(/\s+/).filter(Boolean);
+    if (flags.length) {
+      out.errLine(`lab: linkerd install ${flags.map((f) => `--${f}`).join(' ')} is not simulated`);
+      return 1;
+    }
+    applyAll(ctx, linkerdCrds());
+    applyAll(ctx, linkerdControlPlane(trustAnchorsPem()));
+    out.line('Installing linkerd viz extension');
+    applyAll(ctx, linkerdViz());
+    out.line('Linkerd is starting');
+    return 0;
+  },
 };
+
+/** Where the linkerd addon keeps the CLI it fetched ($SNAP_DATA/bin/linkerd). */
+const LINKERD_CLI = '/var/snap/microk8s/current/bin/linkerd';
 
 const DISABLE: Record<string, Script> = {
   async dns(ctx) {
@@ -610,6 +662,23 @@ const DISABLE: Record<string, Script> = {
     ctx.out.line('Host-access is disabled');
     return 0;
   },
+  async community(ctx) {
+    ctx.out.line(`Removing ${COMMUNITY_DIR}`);
+    ctx.out.line('Community repository is now disabled');
+    return 0;
+  },
+  // addons/linkerd/disable: `linkerd install --ignore-cluster | kubectl delete` (the control plane;
+  // the CRDs stay), `linkerd viz uninstall | kubectl delete`, and the CLI goes.
+  async linkerd(ctx) {
+    ctx.out.line('Disabling Linkerd');
+    ctx.out.line('Removing linkerd control plane');
+    // kubectl deletes each object in turn; the namespaces go last (the lab has no Terminating phase).
+    const objects = [...linkerdControlPlane(''), ...linkerdViz()];
+    deleteAll(ctx, [...objects.filter((o) => o.kind !== 'Namespace'), ...objects.filter((o) => o.kind === 'Namespace')]);
+    ctx.out.line('Deleting linkerd binary.');
+    delete ctx.inv.host.files[LINKERD_CLI];
+    return 0;
+  },
 };
 
 /** One addon operation at a time per node: $SNAP_DATA/var/lock/.microk8s-addon-lock (utils.py protected_xable). */
@@ -632,7 +701,7 @@ interface Parsed {
 
 /** parse_xable_addon_args: several `name[:args]`, or one name followed by its flags. */
 function parseAddonArgs(argv: string[], available: AddonInfo[], out: Out): Parsed[] | number {
-  const names = new Set([...available.map((a) => a.name), ...available.map((a) => `core/${a.name}`)]);
+  const names = new Set([...available.map((a) => a.name), ...available.map((a) => `${a.repository}/${a.name}`)]);
   const single = (arg: string): Parsed | number => {
     const [full, ...args] = arg.split(':');
     const parts = full.split('/');
@@ -641,12 +710,20 @@ function parseAddonArgs(argv: string[], available: AddonInfo[], out: Out): Parse
       out.line(`Invalid addon name ${full}`);
       return 1;
     }
-    if (!available.some((a) => a.name === full)) {
+    const repos = available.filter((a) => a.name === full).map((a) => a.repository);
+    if (!repos.length) {
       out.errLine(`Addon ${full} was not found in any repository`);
+      // is_community_addon reads the snap's own copy of the community addons.yaml.
+      if (isCommunityAddon(full)) {
+        out.line('To use the community maintained flavor enable the respective repository:');
+        out.line('');
+        out.line('    microk8s enable community');
+        out.line('');
+      }
       return 1;
     }
-    out.errLine(`Infer repository core for addon ${full}`);
-    return { repo: 'core', name: full, args };
+    out.errLine(`Infer repository ${repos[0]} for addon ${full}`);
+    return { repo: repos[0], name: full, args };
   };
   const heads = argv.map((a) => a.split(':')[0]);
   const distinct = new Set(heads);
@@ -706,7 +783,7 @@ export async function xable(inv: Invocation, action: 'enable' | 'disable', argv:
   }
   await waitForApi(inv);
   return withAddonLock(inv, async () => {
-    const available = availableAddons(inv.host);
+    const available = availableAddons(inv.host, communityAdded(ref.cluster));
     const parsed = parseAddonArgs(argv, available, out);
     if (typeof parsed === 'number') return out.done(parsed);
     if (parsed.length > 1) {
@@ -716,12 +793,12 @@ export async function xable(inv: Invocation, action: 'enable' | 'disable', argv:
     }
     const ctx: Ctx = { inv, ref, out, minor: kubeMinor(ref.holder) };
     for (const { repo, name, args } of parsed) {
-      if (repo !== 'core' || !available.some((a) => a.name === name)) {
+      if (!available.some((a) => a.name === name && a.repository === repo)) {
         out.line(`Addon ${repo}/${name} not found`);
         continue;
       }
       if (isEnabled(ref.cluster, name) === (action === 'enable')) {
-        out.line(`Addon core/${name} is already ${action}d`);
+        out.line(`Addon ${repo}/${name} is already ${action}d`);
         continue;
       }
       const script = (action === 'enable' ? ENABLE : DISABLE)[name];

@@ -3,7 +3,7 @@
 // print_short_yaml, wait_for_ready), microk8s-resources/wrappers/microk8s-{status,config,version}.wrapper,
 // scripts/wrappers/version.py, microk8s-resources/client-x509.config.template, scripts/inspect.sh.
 import type { CommandResult, Invocation } from './types.ts';
-import { availableAddons, isEnabled, type AddonInfo } from './microk8s-addons.ts';
+import { availableAddons, communityAdded, isEnabled, type AddonInfo } from './microk8s-addons.ts';
 import { quorum } from './microk8s-quorum.ts';
 import {
   apiUp,
@@ -161,7 +161,7 @@ export async function status(inv: Invocation, argv: string[]): Promise<CommandRe
   }
   if (!ready && parsed.format === 'yaml' && !parsed.shortYaml) await simDelay(inv.world, DELAY.apiStart);
 
-  let available = availableAddons(inv.host);
+  let available = availableAddons(inv.host, communityAdded(ref.cluster));
   if (parsed.addon !== 'all') {
     const [repo, name] = parsed.addon.includes('/') ? parsed.addon.split('/', 2) : [null, parsed.addon];
     available = available.filter((a) => a.name === name && (!repo || a.repository === repo));

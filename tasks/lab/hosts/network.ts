@@ -30,11 +30,15 @@
 //   address as source (Felix masquerades anything else leaving by the tunnel, StaticNATPostrouting
 //   Chains); a pod on the same node sees the node's address.
 // - Host-network pods are their node: no policy applies to them, their node's firewall does.
+// - A meshed pod's proxy must reach linkerd's identity controller before it turns Ready
+//   (linkerd-proxy.ts): meshFlows judges that flow for the pod model, like any other.
 import { createHash } from 'node:crypto';
 import type { HostState, World } from './types.ts';
 import type { KubeStore } from './kube-store.ts';
 import { apiUp, nodeOf, type ClusterRef } from './microk8s-state.ts';
-import { labPods, nodeNetworks, type LabPod, type NodeNet } from './pods.ts';
+import { labPods, labPodsOf, nodeNetworks, type LabPod, type NodeNet } from './pods.ts';
+import type { MeshFlows } from './kube-workloads.ts';
+import { identityController, proxyOf } from './linkerd-proxy.ts';
 import { containerPorts, policyAllows, type Peer } from './network-policy.ts';
 import { serviceEndpoints, type ServiceLookup } from './network-services.ts';
 import { firewallIn, firewallOut, type FirewallVerdict, type Packet } from './ufw-filter.ts';
@@ -77,11 +81,42 @@ export interface NetworkView {
 }
 
 export function networkView(world: World, ref: ClusterRef, now = Date.now()): NetworkView {
+  return networkViewOf(world, ref, labPods(world, ref, now), now);
+}
+
+/** A view over the given pods (the pod model asks about pods it is still computing). */
+export function networkViewOf(world: World, ref: ClusterRef, pods: LabPod[], now = Date.now()): NetworkView {
   const nets = nodeNetworks(world, ref, now).map((n) => {
     const node = world.hosts[n.host] && nodeOf(world.hosts[n.host]);
     return { ...n, apiUp: !!node && node.clusterHost === ref.holder.name && apiUp(node, now) };
   });
-  return { world, store: ref.cluster.kube, nets, pods: labPods(world, ref, now) };
+  return { world, store: ref.cluster.kube, nets, pods };
+}
+
+/**
+ * Each meshed pod's flow from its proxy to the identity controller it is configured with (its
+ * LINKERD2_PROXY_IDENTITY_SVC_ADDR, a headless Service: the proxy connects to a ready pod behind
+ * it), judged like any other flow: the pod's egress policy, the path, the controller pod's ingress
+ * policy. The identity controller's own proxy asks over localhost and is not judged.
+ */
+export function meshFlows(world: World, ref: ClusterRef, now = Date.now()): MeshFlows {
+  return (sims) => {
+    const out = new Map<string, Verdict>();
+    const controllers = sims.map((p) => {
+      const proxy = proxyOf((p.pod.spec ?? {}) as Record<string, unknown>);
+      return proxy ? identityController(proxy) : null;
+    });
+    if (!controllers.some((c) => c && !c.local)) return out;
+    const pods = labPodsOf(world, ref, sims, now);
+    const view = networkViewOf(world, ref, pods, now);
+    pods.forEach((pod, i) => {
+      const to = controllers[i];
+      // A pod not scheduled yet has no network to judge.
+      if (!to || to.local || !pod.ip || !view.nets.some((n) => n.host === pod.node)) return;
+      out.set(`${pod.namespace}/${pod.name}`, reachIn(view, { kind: 'pod', pod }, { kind: 'service', namespace: to.namespace, name: to.service }, to.port));
+    });
+    return out;
+  };
 }
 
 /** A machine: its state (firewall), address and, when it is a cluster member, its tunnel address. */

@@ -2,8 +2,9 @@
 // workloads, the cluster's other objects and the clock (kubernetes-sigs/kwok's way: a pod's stages
 // follow from declared rules, nothing is stored per pod). For each workload, in the order a real
 // cluster meets them:
-// 1. admission: a namespace enforcing a Pod Security level refuses pods that break it; the
-//    controller records FailedCreate and no pod exists (pod-security.ts);
+// 1. admission: mutating webhooks first (linkerd's proxy injector: linkerd-injector.ts), then a
+//    namespace enforcing a Pod Security level refuses pods that break it; the controller records
+//    FailedCreate and no pod exists (pod-security.ts);
 // 2. scheduling: a StatefulSet pod whose claims are unbound stays Pending, Unschedulable
 //    (volume-claims.ts); StatefulSet pods are created one at a time, each once the one before is
 //    Running and Ready (OrderedReady, the default podManagementPolicy);
@@ -13,7 +14,8 @@
 //    verifyRunAsNonRoot: `container has runAsNonRoot and image will run as root (pod: "NAME_NS(UID)",
 //    container: NAME)`);
 // 4. the containers run, a short (scaled) rollout after the pod could start: their programs' start
-//    requirements, probes and restarts (container-run.ts).
+//    requirements, probes and restarts (container-run.ts); a meshed pod's proxy is Ready only once
+//    it reaches the identity controller, a flow the network model judges (linkerd-proxy.ts).
 // Pods are spread over the Ready nodes in order; each gets the next address of its node's Calico
 // block, a host-network pod its node's.
 import crypto from 'node:crypto';
@@ -24,6 +26,9 @@ import { podSecurityViolation } from './pod-security.ts';
 import { claimKey, claimProblem, claimsBound, claimsOf } from './volume-claims.ts';
 import { modelFor, type RequestContext } from './workload-models.ts';
 import { missingRef, podSpecOf, startableSince } from './workload-refs.ts';
+import { admitPod, recreate, webhookBackends, type Injection } from './linkerd-injector.ts';
+import { awaitsProxy, failedAwaitEvent, identityController, proxyOf, proxyWithoutIdentity, PROXY_CONTAINER } from './linkerd-proxy.ts';
+import type { Verdict } from './network.ts';
 
 type Dict = Record<string, any>;
 
@@ -35,6 +40,10 @@ export interface PodNode {
   block: string;
 }
 
+/** The network's verdict, per `namespace/pod`, on each meshed pod's flow from its proxy to the
+ *  identity controller, given the pods as they would otherwise be. */
+export type MeshFlows = (pods: SimPod[]) => Map<string, Verdict>;
+
 export interface PodClock {
   now: number;
   /** Scaled time from a pod being able to start to its containers running (ms). */
@@ -43,6 +52,8 @@ export interface PodClock {
   minuteMs: number;
   /** The Ready nodes. */
   nodes: PodNode[];
+  /** Judges meshed pods' control-plane flows; without it every proxy gets its identity. */
+  mesh?: MeshFlows;
 }
 
 export interface SimContainer {
@@ -91,6 +102,8 @@ export interface SimWorkload {
   /** The ReplicaSet (Deployment) or the workload itself that owns the pods. */
   owner: string;
   template: string;
+  /** Whether the proxy injector meshed its pods when they were created (absent: none were). */
+  injected?: boolean;
 }
 
 export interface Simulation {
@@ -131,6 +144,8 @@ const CONTROLLER: Record<string, string> = { Deployment: 'replicaset-controller'
 
 interface Placement {
   w: SimWorkload;
+  /** The pod as admission left it. */
+  admitted: Injection;
   index: number;
   node: PodNode;
   name: string;
@@ -139,14 +154,35 @@ interface Placement {
   ip: string;
 }
 
-/** Everything the lab's workloads run, as of `clock.now`. Read-only. */
+/** The pods a workload's template gives once through admission: as meshed (or not) as they were
+ *  when this template's pods were created, or as the injector would leave a new one. */
+function admitted(store: KubeStore, key: string, o: KubeObject, template: string, injectorAnswers: boolean): Injection {
+  const meta = (((o.spec as Dict | undefined)?.template ?? {}) as Dict).metadata ?? {};
+  const pod = { spec: podSpecOf(o) as Dict, labels: { ...(meta.labels ?? {}) }, annotations: { ...(meta.annotations ?? {}) } };
+  const made = store.injected?.[key];
+  return made && made.template === template ? recreate(store, o, pod, made.injected) : admitPod(store, o, pod, injectorAnswers);
+}
+
+/** Everything the lab's workloads run, as of `clock.now`. Read-only. The injector's own pods come
+ *  first (whether one is Ready decides what admission does to the others); meshed pods are
+ *  simulated twice when a clock judges their flows: their proxies' readiness needs the other pods'
+ *  addresses. */
 export function simulate(store: KubeStore, clock: PodClock): Simulation {
+  const injector = webhookBackends(store);
+  const answers = injector.size > 0 && simulateWith(store, clock, null, false, injector).pods.some((p) => p.ready);
+  const first = simulateWith(store, clock, null, answers);
+  if (!clock.mesh || !first.pods.some((p) => proxyOf(p.pod.spec as Dict))) return first;
+  const flows = clock.mesh(first.pods);
+  return [...flows.values()].every((v) => v.ok) ? first : simulateWith(store, clock, flows, answers);
+}
+
+function simulateWith(store: KubeStore, clock: PodClock, flows: Map<string, Verdict> | null, injectorAnswers: boolean, only?: Set<string>): Simulation {
   const { nodes, now } = clock;
   const workloads: SimWorkload[] = [];
   const events: SimEvent[] = [];
   const placements: Placement[] = [];
   for (const [key, o] of Object.entries(store.objects)) {
-    if (!isWorkload(o)) continue;
+    if (!isWorkload(o) || (only && !only.has(key))) continue;
     const spec = (o.spec ?? {}) as Dict;
     const ns = o.metadata.namespace ?? 'default';
     const desired = o.kind === 'DaemonSet' ? nodes.length : Number(spec.replicas ?? 1);
@@ -154,7 +190,8 @@ export function simulate(store: KubeStore, clock: PodClock): Simulation {
     const w: SimWorkload = { key, object: o, desired, owner, template: JSON.stringify(spec.template ?? {}) };
     workloads.push(w);
     if (!nodes.length) continue;
-    const podSpec = podSpecOf(o) as Dict;
+    const admission = admitted(store, key, o, w.template, injectorAnswers);
+    const podSpec = admission.spec;
     const names = Array.from({ length: desired }, (_, i) => (o.kind === 'StatefulSet' ? `${o.metadata.name}-${i}` : podName(owner, `${key}/${i}/${owner}`)));
     const refused = podSecurityViolation(store.objects[`/Namespace//${ns}`], podSpec);
     if (refused && desired > 0) {
@@ -171,9 +208,10 @@ export function simulate(store: KubeStore, clock: PodClock): Simulation {
       });
       continue;
     }
+    if (desired > 0) w.injected = admission.injected;
     for (let i = 0; i < desired; i++) {
       const node = nodes[i % nodes.length];
-      placements.push({ w, index: i, node, name: names[i], uid: uuid(`${key}/${i}/${w.template}`), hostNetwork: podSpec.hostNetwork === true, ip: '' });
+      placements.push({ w, admitted: admission, index: i, node, name: names[i], uid: uuid(`${key}/${i}/${w.template}`), hostNetwork: podSpec.hostNetwork === true, ip: '' });
     }
   }
   placements.sort((a, b) => (a.w.object.metadata.namespace ?? '').localeCompare(b.w.object.metadata.namespace ?? '') || a.name.localeCompare(b.name));
@@ -183,7 +221,7 @@ export function simulate(store: KubeStore, clock: PodClock): Simulation {
   const blockedSets = new Set<string>();
   for (const p of [...placements].sort((a, b) => a.index - b.index)) {
     if (blockedSets.has(p.w.key)) continue;
-    const sim = simulatePod(store, clock, p, events);
+    const sim = simulatePod(store, clock, p, events, flows);
     pods.push(sim);
     const ordered = p.w.object.kind === 'StatefulSet' && (p.w.object.spec as Dict)?.podManagementPolicy !== 'Parallel';
     if (ordered && !sim.ready) blockedSets.add(p.w.key);
@@ -213,13 +251,12 @@ export function startedEnv(store: KubeStore, key: string): Record<string, string
   return r ? Object.fromEntries(Object.entries(r.env).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : null;
 }
 
-function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: SimEvent[]): SimPod {
+function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: SimEvent[], flows: Map<string, Verdict> | null): SimPod {
   const { w } = p;
   const o = w.object;
   const ns = o.metadata.namespace ?? 'default';
-  const podSpec = podSpecOf(o) as Dict;
-  const template = ((o.spec as Dict | undefined)?.template ?? {}) as Dict;
-  const labels: Record<string, string> = { ...((template.metadata?.labels as Record<string, string>) ?? {}) };
+  const podSpec = p.admitted.spec;
+  const labels: Record<string, string> = { ...p.admitted.labels };
   if (o.kind === 'Deployment') labels['pod-template-hash'] = w.owner.slice(o.metadata.name.length + 1);
   const containers = (podSpec.containers as Dict[]) ?? [];
   const fields: PodFields = {
@@ -273,10 +310,16 @@ function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: Si
   const started = !waiting && !unschedulable && clock.now >= startAt;
   if (!waiting && !unschedulable && !started) waiting = { reason: 'ContainerCreating' };
 
-  const sims: SimContainer[] = containers.map((c) => {
-    if (!started) return { name: String(c.name), plan: null, state: null, log: null, previousLog: null, waiting: waiting ?? undefined };
+  // A proxy without its identity holds back the containers after it while linkerd-await waits.
+  const proxy = proxyOf(podSpec);
+  const identity = proxy ? identityController(proxy) : null;
+  const flow = flows?.get(`${ns}/${p.name}`);
+  const noIdentity = proxy && identity && flow && !flow.ok ? proxyWithoutIdentity(proxy, identity, `${fields.serviceAccountName}.${ns}.serviceaccount.identity.linkerd.cluster.local`, flow) : null;
+  const heldBack = (i: number) => !!noIdentity && awaitsProxy(proxy!) && i > containers.indexOf(proxy!);
+  const sims: SimContainer[] = containers.map((c, i) => {
+    if (!started || heldBack(i)) return { name: String(c.name), plan: null, state: null, log: null, previousLog: null, waiting: waiting ?? { reason: 'ContainerCreating' } };
     const input = { store, namespace: ns, pod: fields, labels, podSpec, container: c, startedEnv: up ? startedEnv(store, w.key) : null };
-    const plan = planRun(input);
+    const plan = c.name === PROXY_CONTAINER && noIdentity ? noIdentity : planRun(input);
     const kills: Kill[] = [];
     for (const r of store.requests?.[`${ns}/${p.name}`] ?? []) {
       const exit = r.at >= startAt ? requestKills(input, r.path, r.port, r.host) : null;
@@ -284,6 +327,7 @@ function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: Si
     }
     const state = containerState(plan, startAt, clock.now, clock.minuteMs, kills);
     for (const u of [...new Set(plan.unhealthy)]) event('Warning', 'Unhealthy', u, 'kubelet');
+    if (plan === noIdentity && state.previous) event('Warning', 'FailedPostStartHook', failedAwaitEvent(podRef), 'kubelet');
     if (!state.current) event('Warning', 'BackOff', `Back-off restarting failed container ${c.name} in pod ${podRef}`, 'kubelet');
     return {
       name: String(c.name),
@@ -303,6 +347,7 @@ function simulatePod(store: KubeStore, clock: PodClock, p: Placement, events: Si
       namespace: ns,
       uid: p.uid,
       labels,
+      ...(Object.keys(p.admitted.annotations).length ? { annotations: p.admitted.annotations } : {}),
       ownerReferences: [{ apiVersion: 'apps/v1', kind: o.kind === 'Deployment' ? 'ReplicaSet' : o.kind, name: w.owner, controller: true, blockOwnerDeletion: true }],
       creationTimestamp: iso(since ?? created),
     },

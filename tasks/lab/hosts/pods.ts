@@ -9,8 +9,9 @@
 // that node's host to pods on other nodes leaves with), and its pods the addresses after it. A
 // host-network pod has its node's address.
 import type { KubeObject } from './kube-store.ts';
-import { ownedPods, podClock, type PodNode } from './kube-workloads.ts';
+import { ownedPods, podClock, type OwnedPod, type PodClock, type PodNode } from './kube-workloads.ts';
 import { schedule } from './kube-schedule.ts';
+import { meshFlows } from './network.ts';
 import { DELAY, memberReady, scaled, type ClusterRef } from './microk8s-state.ts';
 import type { World } from './types.ts';
 
@@ -65,12 +66,23 @@ export function podNodes(world: World, ref: ClusterRef, now = Date.now()): PodNo
     .map((n) => ({ name: n.host.toLowerCase(), address: n.address, block: n.tunnel }));
 }
 
+/** The clock the cluster's pods are computed with: its Ready nodes, and the network model judging
+ *  meshed pods' flows to linkerd's control plane. */
+export function labClock(world: World, ref: ClusterRef, now = Date.now()): PodClock {
+  return { ...podClock(world, podNodes(world, ref, now), now), mesh: meshFlows(world, ref, now) };
+}
+
 /** Every pod of the cluster's workloads, on the Ready nodes, cordoned ones aside (kube-schedule.ts). */
 export function labPods(world: World, ref: ClusterRef, now = Date.now()): LabPod[] {
+  const clock = labClock(world, ref, now);
+  return labPodsOf(world, ref, schedule(ref.cluster, ownedPods(ref.cluster.kube, clock), clock.nodes, now, scaled(world, DELAY.rollout)), now);
+}
+
+/** These pods as the outcome models see them. */
+export function labPodsOf(world: World, ref: ClusterRef, owned: OwnedPod[], now = Date.now()): LabPod[] {
   const nets = nodeNetworks(world, ref, now).filter((n) => n.ready);
   const byNodeName = new Map(nets.map((n) => [n.host.toLowerCase(), n]));
-  const nodes = podNodes(world, ref, now);
-  return schedule(ref.cluster, ownedPods(ref.cluster.kube, podClock(world, nodes, now)), nodes, now, scaled(world, DELAY.rollout)).map(({ owner, pod }) => {
+  return owned.map(({ owner, pod }) => {
     const spec = (pod.spec ?? {}) as { nodeName?: string; hostNetwork?: boolean };
     const status = (pod.status ?? {}) as { podIP?: string; conditions?: { type: string; status: string }[] };
     return {
