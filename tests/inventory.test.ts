@@ -65,7 +65,7 @@ monitoring: { grafana: { adminPassword: env:GRAFANA } }
   assert.is(inv.flux.github.private, true);
   assert.equal(inv.tunnel.routes, []);
   assert.equal([inv.monitoring.retention, inv.monitoring.storage], ['15d', '20Gi']);
-  assert.equal(inv.apps, { homepage: { title: 'Homelab', services: [] } });
+  assert.equal(inv.apps, { own: [], homepage: { title: 'Homelab', services: [] } });
   assert.equal(inv.drift, { report: 'none', schedule: '*/30 * * * *' });
 });
 
@@ -235,6 +235,12 @@ const table: Record<FormatName, { good: string[]; bad: string[] }> = {
   'email-address': { good: ['me@example.com', 'alerts+homelab@mail.example.co.uk'], bad: ['me', 'me@', '@example.com', 'me@localhost', 'a b@example.com', 'me@example.com\nBcc: x@evil.com'] },
   smarthost: { good: ['smtp.example.com:587', '192.168.1.5:25', '[fe80::1]:465'], bad: ['smtp.example.com', 'smtp.example.com:0', 'smtp.example.com:70000', 'a b:25', ':25', 'smtp:25:1'] },
   text: { good: ['Homelab', 'Tableau de bord {{ }}', 'Dashboards — été'], bad: ['a\nb', 'a\tb', 'a\u0000b', 'a\u2028b', 'a\u009bb'] },
+  'container-image': {
+    good: ['nginxinc/nginx-unprivileged:1.29.8-alpine', 'traefik/whoami:v1.11.0', 'ghcr.io/owner/app:1.0', 'registry.lan:5000/app:2', `app@sha256:${'a'.repeat(64)}`, `nginx:1.27@sha256:${'0'.repeat(64)}`],
+    bad: ['nginx', 'nginx:latest', 'ghcr.io/owner/app', 'registry.lan:5000/app', 'Nginx:1.0', 'nginx:', `nginx@sha256:${'a'.repeat(10)}`, 'a b:1', 'nginx:1.0@x@y', '$(id):1'],
+  },
+  'http-path': { good: ['/', '/healthz', '/api/v1/ready?x=1'.split('?')[0]], bad: ['', 'healthz', '/a b', '/a"b'] },
+  'env-name': { good: ['TZ', 'PUID', 'my.var', '_x'], bad: ['1X', 'A B', 'A=B', ''] },
 };
 
 for (const [format, { good, bad }] of Object.entries(table) as [FormatName, { good: string[]; bad: string[] }][]) {

@@ -42,6 +42,21 @@ export interface Alerts {
   heartbeat?: { url: SecretRef; interval: string };
 }
 
+/** One of the user's own applications (apps.own). */
+export interface OwnApp {
+  name: string;
+  /** The homelab writes its Deployment and Service; without it, apps/base/<name>/ is the user's. */
+  image?: string;
+  port?: number;
+  args: string[];
+  env: Record<string, string | number>;
+  user?: number;
+  healthPath: string;
+  kubeApi: boolean;
+  egress: { cidr?: string; app?: string; port: number; protocol: 'TCP' | 'UDP' }[];
+  homepage: { group: string; name?: string; description?: string; icon?: string; hidden: boolean };
+}
+
 export interface Inventory {
   /** Absolute path of the inventory file (for messages and for resolving file: secrets and .env). */
   file: string;
@@ -64,10 +79,12 @@ export interface Inventory {
     name: string;
     accountId: string;
     apiToken: SecretRef;
-    routes: { hostname: string; service: string }[];
+    /** `service` is filled in from the app for a route that names one (`http://NAME.NAME:PORT`). */
+    routes: { hostname: string; service: string; app?: string }[];
   };
   monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef }; alerts: Alerts };
   apps: {
+    own: OwnApp[];
     homepage: {
       title: string;
       services: { group: string; items: { name: string; href: string; description?: string; icon?: string }[] }[];
