@@ -73,7 +73,7 @@ monitoring: { grafana: { adminPassword: env:GRAFANA } }
   assert.is(inv.flux.github.private, true);
   assert.equal(inv.tunnel.routes, []);
   assert.equal([inv.monitoring.retention, inv.monitoring.storage], ['15d', '20Gi']);
-  assert.equal(inv.apps, { homepage: { title: 'Homelab', services: [] } });
+  assert.equal(inv.apps, { own: [], homepage: { title: 'Homelab', services: [] } });
   assert.equal(inv.drift, { report: 'none', schedule: '*/30 * * * *' });
 });
 
@@ -272,6 +272,12 @@ const table: Record<FormatName, { good: string[]; bad: string[] }> = {
   uuid: { good: ['2a8d42f0-5a6c-4e2b-9f1e-0c6d3b7a9e11'], bad: ['github', '2A8D42F0-5A6C-4E2B-9F1E-0C6D3B7A9E11', '2a8d42f05a6c4e2b9f1e0c6d3b7a9e11'] },
   'access-duration': { good: ['24h', '30m', '2h45m', '300ms', '1.5h', '720h'], bad: ['1d', '24', 'h', '24 h', '2w'] },
   text: { good: ['Homelab', 'Tableau de bord {{ }}', 'Dashboards — été'], bad: ['a\nb', 'a\tb', 'a\u0000b', 'a\u2028b', 'a\u009bb'] },
+  'container-image': {
+    good: ['nginxinc/nginx-unprivileged:1.29.8-alpine', 'traefik/whoami:v1.11.0', 'ghcr.io/owner/app:1.0', 'registry.lan:5000/app:2', `app@sha256:${'a'.repeat(64)}`, `nginx:1.27@sha256:${'0'.repeat(64)}`],
+    bad: ['nginx', 'nginx:latest', 'ghcr.io/owner/app', 'registry.lan:5000/app', 'Nginx:1.0', 'nginx:', `nginx@sha256:${'a'.repeat(10)}`, 'a b:1', 'nginx:1.0@x@y', '$(id):1'],
+  },
+  'http-path': { good: ['/', '/healthz', '/api/v1/ready?x=1'.split('?')[0]], bad: ['', 'healthz', '/a b', '/a"b'] },
+  'env-name': { good: ['TZ', 'PUID', 'my.var', '_x'], bad: ['1X', 'A B', 'A=B', ''] },
 };
 
 for (const [format, { good, bad }] of Object.entries(table) as [FormatName, { good: string[]; bad: string[] }][]) {

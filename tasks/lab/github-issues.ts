@@ -160,6 +160,22 @@ export const issueRoutes: Route[] = [
     },
   },
   {
+    method: 'PATCH',
+    pattern: '/repos/:owner/:repo/issues/comments/:id',
+    doc: 'https://docs.github.com/rest/issues/comments#update-an-issue-comment',
+    handler: (ctx) => {
+      const r = repoFor(ctx, 'write');
+      for (const i of r.issues) {
+        const c = i.comments.find((x) => String(x.id) === ctx.params.id);
+        if (!c) continue;
+        c.body = requiredStr(ctx, 'body');
+        c.updated_at = now();
+        return { status: 200, body: commentJson(ctx.site, r, i, c) };
+      }
+      throw notFound();
+    },
+  },
+  {
     method: 'GET',
     pattern: '/repos/:owner/:repo/labels',
     doc: 'https://docs.github.com/rest/issues/labels#list-labels-for-a-repository',

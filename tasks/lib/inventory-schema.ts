@@ -167,6 +167,51 @@ function checkUrl(value: string): string | undefined {
   }
 }
 
+// ---- own apps (issue 18): the forms of their values ----
+
+// The docker reference grammar (distribution/reference regexp.go): [HOST[:PORT]/]PATH[:TAG][@DIGEST].
+const IMAGE_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const IMAGE_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?$/;
+const IMAGE_TAG = /^[\w][\w.-]{0,127}$/;
+const IMAGE_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** An image pinned by tag or digest; `latest` is refused too: it moves without a change anyone reviews. */
+function checkImage(value: string): string | undefined {
+  const [ref, digest, extra] = value.split('@');
+  if (extra !== undefined) return 'more than one @';
+  if (digest !== undefined && !IMAGE_DIGEST.test(digest)) return `the digest must be sha256: and 64 lowercase hex digits (got ${digest})`;
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  const tag = colon > slash ? ref.slice(colon + 1) : undefined;
+  const name = tag === undefined ? ref : ref.slice(0, colon);
+  const parts = name.split('/');
+  const host = parts.length > 1 && /[.:]|^localhost$/.test(parts[0]) ? parts.shift() : undefined;
+  if (host !== undefined && !IMAGE_HOST.test(host)) return `${host} is not a registry host`;
+  const bad = parts.find((p) => !IMAGE_COMPONENT.test(p));
+  if (bad !== undefined) return `"${bad}" is not a repository name part (lowercase letters, digits, . _ -)`;
+  if (tag !== undefined && !IMAGE_TAG.test(tag)) return `"${tag}" is not a tag`;
+  if (tag === undefined && digest === undefined) return 'it has no tag or digest: pin a version (like nginx:1.27.3) or a digest (@sha256:...), so that an update is a change you review';
+  if (tag === 'latest' && digest === undefined) return 'latest moves without a change anyone reviews: pin a version or a digest';
+  return undefined;
+}
+
+const OWN_APP_FORMATS = {
+  'container-image': {
+    expected: 'a container image with a tag or digest, like nginxinc/nginx-unprivileged:1.29.8-alpine or ghcr.io/OWNER/APP@sha256:...',
+    check: checkImage,
+  },
+  // An HTTP probe's path (kubernetes api/core/v1 HTTPGetAction.path).
+  'http-path': {
+    expected: 'an absolute URL path like / or /healthz',
+    pattern: /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/,
+  },
+  // kubernetes validation IsEnvVarName: letters, digits, _ - ., not starting with a digit.
+  'env-name': {
+    expected: 'an environment variable name (letters, digits, _ - ., not starting with a digit)',
+    pattern: /^[-._a-zA-Z][-._a-zA-Z0-9]*$/,
+  },
+} satisfies Record<string, Format>;
+
 export const FORMATS = {
   name: {
     expected: 'a lowercase name of letters, digits and hyphens, at most 63 characters (a DNS label)',
@@ -306,6 +351,7 @@ export const FORMATS = {
     expected: 'text without control characters or line breaks',
     check: (v: string) => (NO_CONTROL.test(v) ? '' : undefined),
   },
+  ...OWN_APP_FORMATS,
 } satisfies Record<string, Format>;
 
 export type FormatName = keyof typeof FORMATS;
@@ -488,6 +534,67 @@ function accessPolicy(description: string): JsonSchema {
   return schema;
 }
 
+// ---- own apps (issue 18): the user's applications, each in a namespace of its own ----
+
+const ownAppEgress = obj(
+  'Somewhere this app may connect to, besides DNS: an address range or another of your apps, on one port.',
+  {
+    cidr: str('cidr', 'Addresses, like 192.168.1.20/32 (a NAS) or 0.0.0.0/0 (anywhere).'),
+    app: str('name', 'Another app of apps.own: its namespace lets this one in on the port.'),
+    port: { type: 'integer', minimum: 1, maximum: 65535, description: 'The port.' },
+    protocol: { type: 'string', enum: ['TCP', 'UDP'], default: 'TCP', description: 'Default TCP.' },
+  },
+  ['port'],
+);
+
+const ownApp = obj(
+  'One of your own applications. It gets a namespace of its own (Pod Security restricted, every flow denied but DNS and what it declares), a Homepage entry, and a route if tunnel.routes names it.',
+  {
+    name: str('name', 'Names the app, its namespace, Service and Deployment; it starts with a letter and is not a name the homelab uses itself.'),
+    image: str(
+      'container-image',
+      'A container image pinned by tag or digest: the homelab writes a Deployment and a Service for it. Without image, your own manifests in apps/base/<name>/ of the GitOps repository are applied instead.',
+    ),
+    port: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 65535,
+      description: 'The port its pods listen on; its Service (named like the app) exposes the same port. Needed with image, and for a route.',
+    },
+    args: list(text('An argument.'), 'Arguments to the container (with image). Default none.', { default: [] }),
+    env: {
+      type: 'object',
+      description: 'Environment variables of the container (with image): plain values, never secrets. Default none.',
+      propertyNames: str('env-name', 'A variable name.'),
+      additionalProperties: { ...text('The value.'), type: ['string', 'integer'] },
+      default: {},
+    },
+    user: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 2147483647,
+      description: 'The user id to run as (with image), for an image whose own user is root: pods never run as root. Default: the image\'s user.',
+    },
+    healthPath: str('http-path', 'What its readiness probe asks for (with image); any answer from 200 to 399 is ready. Default /.', { default: '/' }),
+    kubeApi: { type: 'boolean', default: false, description: 'It talks to the Kubernetes API (port 16443 is let out). Default false.' },
+    egress: list(ownAppEgress, 'Where it may connect to, besides DNS. Default nowhere.', { default: [] }),
+    homepage: obj('How Homepage lists it. Default: in the group Apps, by its name, linked to its route if it has one.', {
+      group: text('The group it is listed in. Default Apps.', { default: 'Apps' }),
+      name: text('The link text. Default: the app\'s name.'),
+      description: text('A line under the name.'),
+      icon: text('An icon name (mdi-..., si-..., NAME.png) or URL.'),
+      hidden: { type: 'boolean', default: false, description: 'Leave it off the dashboard. Default false.' },
+    }),
+  },
+  ['name'],
+);
+
+const ownApps = list(ownApp, 'Your own applications. Default none.', { default: [] });
+
+const ownAppRouteProperties: Record<string, JsonSchema> = {
+  app: str('name', 'One of apps.own: the route goes to its Service on its port. Give app or service.'),
+};
+
 export const inventorySchema: JsonSchema = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   title: 'homelab inventory',
@@ -612,7 +719,7 @@ export const inventorySchema: JsonSchema = {
             'One public hostname and the in-cluster service behind it. Cloudflare Access guards it (its access, else tunnel.access) unless it says public: true.',
             {
               hostname: str('hostname', 'A public hostname: cluster.domain or a name under it.'),
-              service: str('tunnel-service', 'Where cloudflared sends the traffic, like http://SERVICE.NAMESPACE:PORT.'),
+              service: str('tunnel-service', 'Where cloudflared sends the traffic, like http://SERVICE.NAMESPACE:PORT. Give service or app.'),
               public: {
                 type: 'boolean',
                 description: 'true: anyone on the internet may open it, with no Cloudflare Access in front. Say it only for what is meant to be public.',
@@ -623,8 +730,9 @@ export const inventorySchema: JsonSchema = {
                 'Machines (webhooks, scripts) let in with a Cloudflare Access service token of this name, besides the people of the policy. homelab creates each token and keeps it only in the cluster Secret cloudflared/access-service-token-NAME.',
                 { uniqueItems: true, minItems: 1 },
               ),
+              ...ownAppRouteProperties,
             },
-            ['hostname', 'service'],
+            ['hostname'],
           ),
           'Public hostnames. Default none.',
           { default: [] },
@@ -644,6 +752,7 @@ export const inventorySchema: JsonSchema = {
       ['grafana'],
     ),
     apps: obj('Applications.', {
+      own: ownApps,
       homepage: obj('The Homepage dashboard.', {
         title: text('The page title. Default Homelab.', { default: 'Homelab' }),
         services: list(

@@ -62,6 +62,23 @@ export interface TunnelRoute {
   access?: AccessPolicy;
   /** Service token names let in besides the policy's people. */
   serviceTokens?: string[];
+  /** The user's own app this route reaches; `service` is filled in from it. */
+  app?: string;
+}
+
+/** One of the user's own applications (apps.own). */
+export interface OwnApp {
+  name: string;
+  /** The homelab writes its Deployment and Service; without it, apps/base/<name>/ is the user's. */
+  image?: string;
+  port?: number;
+  args: string[];
+  env: Record<string, string | number>;
+  user?: number;
+  healthPath: string;
+  kubeApi: boolean;
+  egress: { cidr?: string; app?: string; port: number; protocol: 'TCP' | 'UDP' }[];
+  homepage: { group: string; name?: string; description?: string; icon?: string; hidden: boolean };
 }
 
 export interface Inventory {
@@ -101,12 +118,14 @@ export interface Inventory {
     name: string;
     accountId: string;
     apiToken: SecretRef;
+    /** `service` is filled in from the app for a route that names one (`http://NAME.NAME:PORT`). */
     routes: TunnelRoute[];
     /** The policy of every route without its own that is not public. */
     access?: AccessPolicy;
   };
   monitoring: { retention: string; storage: string; grafana: { adminPassword: SecretRef }; alerts: Alerts };
   apps: {
+    own: OwnApp[];
     homepage: {
       title: string;
       services: { group: string; items: { name: string; href: string; description?: string; icon?: string }[] }[];

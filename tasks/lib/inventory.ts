@@ -479,6 +479,7 @@ function crossChecks(value: unknown, w: Walker): void {
   checkAccess(rec(inv.tunnel), w);
   checkFluxKubernetes(inv, w);
   checkAlerts(rec(rec(inv.monitoring).alerts), w);
+  checkOwnApps(inv, w);
 }
 
 function checkHosts(hosts: unknown, w: Walker): void {
@@ -619,11 +620,85 @@ function checkAlerts(alerts: Record<string, unknown>, w: Walker): void {
   });
 }
 
+// ---- own apps (issue 18) ----
+
+/** Namespaces the homelab, MicroK8s and its addons use: an app there would share their isolation. */
+export const RESERVED_APP_NAMES = [
+  'homepage',
+  'monitoring',
+  'cloudflared',
+  'flux-system',
+  'kube-system',
+  'kube-public',
+  'kube-node-lease',
+  'default',
+  'metallb-system',
+  'ingress',
+  'container-registry',
+  'observability',
+];
+
+function checkOwnApps(inv: Record<string, unknown>, w: Walker): void {
+  const apps = arr(rec(inv.apps).own);
+  const index = new Map<string, number>();
+  apps.forEach((a, i) => {
+    const app = rec(a);
+    const name = str(app.name);
+    if (name === undefined) return;
+    const at = ['apps', 'own', i, 'name'];
+    if (RESERVED_APP_NAMES.includes(name)) w.reportPath(at, `${name} is a namespace the homelab or MicroK8s uses; give your app another name`);
+    else if (!/^[a-z]/.test(name)) w.reportPath(at, `must start with a letter: it names the app's Service (an RFC 1035 label), got "${name}"`);
+    const first = index.get(name);
+    if (first !== undefined) w.reportPath(at, `duplicate app name "${name}" (also apps.own[${first}])`);
+    else index.set(name, i);
+    if (app.image !== undefined && app.port === undefined) w.reportPath(['apps', 'own', i], `needs port: the port ${name}'s container listens on, for its Service and probe`);
+    if (app.image === undefined) {
+      for (const key of ['args', 'env', 'user'] as const) {
+        const v = app[key];
+        const given = Array.isArray(v) ? v.length > 0 : v !== undefined && (typeof v !== 'object' || Object.keys(rec(v)).length > 0);
+        if (given) w.reportPath(['apps', 'own', i, key], `applies only with image; without image, write it in your own manifests in apps/base/${name}/`);
+      }
+    }
+  });
+  apps.forEach((a, i) =>
+    arr(rec(a).egress).forEach((e, j) => {
+      const rule = rec(e);
+      const at = ['apps', 'own', i, 'egress', j];
+      if (w.nodes.has(formatPath([...at, 'cidr'])) === w.nodes.has(formatPath([...at, 'app']))) w.reportPath(at, 'give cidr (addresses) or app (another of your apps), one of them');
+      const target = str(rule.app);
+      if (target !== undefined && !index.has(target)) w.reportPath([...at, 'app'], `no app named ${target} in apps.own`);
+    }),
+  );
+  arr(rec(inv.tunnel).routes).forEach((r, i) => {
+    const route = rec(r);
+    const at = ['tunnel', 'routes', i];
+    // A key whose value was refused is still given: present, not valid.
+    const given = (key: string) => w.nodes.has(formatPath([...at, key]));
+    if (given('service') === given('app')) {
+      w.reportPath(at, 'give service (where cloudflared sends the traffic) or app (one of apps.own), one of them');
+      return;
+    }
+    const name = str(route.app);
+    if (name === undefined || !given('app')) return;
+    const j = index.get(name);
+    if (j === undefined) w.reportPath([...at, 'app'], `no app named ${name} in apps.own${apps.length ? ` (there are ${[...index.keys()].join(', ')})` : ''}`);
+    else if (rec(apps[j]).port === undefined) w.reportPath([...at, 'app'], `${name} has no port to route to: give apps.own[${j}].port`);
+  });
+}
+
+/** A route that names an app goes to its Service: `http://NAME.NAME:PORT`. */
+function routeService(route: { hostname: string; service?: string; app?: string }, apps: { name: string; port?: number }[]): { hostname: string; service: string; app?: string } {
+  if (route.app === undefined) return route as { hostname: string; service: string };
+  const app = apps.find((a) => a.name === route.app)!;
+  return { ...route, service: `http://${app.name}.${app.name}:${app.port}` };
+}
+
 // ---- the validated inventory ----
 
 type RawAddon = string | Record<string, string>;
 type RawDestination = Record<string, Record<string, unknown>>;
-type RawInventory = Omit<Inventory, 'file' | 'microk8s' | 'monitoring'> & {
+type RawInventory = Omit<Inventory, 'file' | 'microk8s' | 'monitoring' | 'tunnel'> & {
+  tunnel: Omit<Inventory['tunnel'], 'routes'> & { routes: { hostname: string; service?: string; app?: string }[] };
   microk8s: Omit<Inventory['microk8s'], 'addons'> & { addons: RawAddon[] };
   monitoring: Omit<Inventory['monitoring'], 'alerts'> & { alerts: Omit<Inventory['monitoring']['alerts'], 'destinations'> & { destinations: RawDestination[] } };
 };
@@ -641,7 +716,8 @@ function complete(raw: RawInventory, file: string): Inventory {
     return { ...settings, kind, name: names[i] } as AlertDestination;
   });
   const monitoring = { ...raw.monitoring, alerts: { ...raw.monitoring.alerts, destinations } };
-  return { file, ...raw, microk8s: { ...raw.microk8s, addons }, monitoring };
+  const tunnel = { ...raw.tunnel, routes: raw.tunnel.routes.map((r) => routeService(r, raw.apps.own)) };
+  return { file, ...raw, microk8s: { ...raw.microk8s, addons }, monitoring, tunnel };
 }
 
 export function hostsWithRole(inventory: Inventory, role: Role): HostSpec[] {

@@ -4,6 +4,7 @@
 // references are left out entirely: a template cannot print what it is never given.
 import type { Inventory, TunnelRoute } from './inventory-types.ts';
 import { routePolicy } from './access.ts';
+import { ownAppServices, ownAppsView } from './render-apps.ts';
 import { ALERTMANAGER_ALERTS_URL, DESTINATIONS_SECRET, alertmanagerRouting, alertmanagerSecretEntries, egressPorts, fluxProviders } from './alerting.ts';
 
 /** A Service this repository deploys, as a tunnel route names it (`http://SERVICE.NAMESPACE:PORT`). */
@@ -11,12 +12,12 @@ interface KnownService {
   /** What network policy names call it. */
   name: string;
   namespace: string;
-  /** Labels of the pods behind it, for NetworkPolicy podSelectors. */
-  podLabels: Record<string, string>;
+  /** Labels of the pods behind it, for NetworkPolicy podSelectors; null: every pod of its namespace. */
+  podLabels: Record<string, string> | null;
   /** The pod's port: NetworkPolicy matches after the Service has translated the port. */
   podPort: number;
   /** How Homepage lists it when a route exposes it and the inventory does not list it already. */
-  homepage: { group: string; name: string; icon: string; app: string; description: string } | null;
+  homepage: { group: string; name: string; icon: string | null; app: string; description: string | null } | null;
 }
 
 // Names follow the charts' fullname for a HelmRelease called kube-prometheus-stack
@@ -72,7 +73,7 @@ export type RouteTarget =
  * in `.svc` / `.svc.cluster.local`, is SERVICE.NAMESPACE: the cluster's DNS search path resolves
  * it that way first. `unix:` and `http_status:` services never leave the pod.
  */
-export function routeTarget(service: string): RouteTarget {
+export function routeTarget(service: string, known: Record<string, KnownService> = KNOWN_SERVICES): RouteTarget {
   const url = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?$/i.exec(service);
   if (!url) return { kind: 'none' };
   const scheme = url[1].toLowerCase();
@@ -84,7 +85,7 @@ export function routeTarget(service: string): RouteTarget {
   const labels = host.replace(/\.svc(\.cluster\.local)?$/, '').split('.');
   if (labels.length === 2 && (host.split('.').length === 2 || /\.svc(\.cluster\.local)?$/.test(host))) {
     const [name, namespace] = labels;
-    return { kind: 'cluster', service: name, namespace, port, known: KNOWN_SERVICES[`${name}.${namespace}`] ?? null };
+    return { kind: 'cluster', service: name, namespace, port, known: known[`${name}.${namespace}`] ?? null };
   }
   return { kind: 'external', host, port };
 }
@@ -148,7 +149,8 @@ export interface TunnelIngress {
 
 export interface HomepageItem {
   name: string;
-  href: string;
+  /** null: an app without a route, listed for its status only. */
+  href: string | null;
   description: string | null;
   icon: string | null;
   namespace: string | null;
@@ -221,7 +223,12 @@ function homepageServices(inv: Inventory, targets: RouteTarget[]): { group: stri
       };
     }),
   }));
-  const linked = new Set(groups.flatMap((g) => g.items.map((i) => hostOf(i.href))));
+  const add = (groupName: string, item: HomepageItem) => {
+    const group = groups.find((g) => g.group === groupName);
+    if (group) group.items.push(item);
+    else groups.push({ group: groupName, items: [item] });
+  };
+  const linked = new Set(groups.flatMap((g) => g.items.map((i) => hostOf(i.href ?? ''))));
   inv.tunnel.routes.forEach((route, i) => {
     const t = targets[i];
     const host = route.hostname.toLowerCase();
@@ -236,11 +243,15 @@ function homepageServices(inv: Inventory, targets: RouteTarget[]): { group: stri
       namespace: known && t.kind === 'cluster' ? t.namespace : null,
       app: known?.app ?? null,
     };
-    const groupName = known?.group ?? 'Services';
-    const group = groups.find((g) => g.group === groupName);
-    if (group) group.items.push(item);
-    else groups.push({ group: groupName, items: [item] });
+    add(known?.group ?? 'Services', item);
   });
+  // Own apps without a route: listed with their pods' status, with nowhere to link to.
+  const routed = new Set(inv.tunnel.routes.flatMap((r) => (r.app ? [r.app] : [])));
+  for (const app of inv.apps.own) {
+    if (routed.has(app.name) || app.homepage.hidden) continue;
+    const h = app.homepage;
+    add(h.group, { name: h.name ?? app.name, href: null, description: h.description ?? null, icon: h.icon ?? null, namespace: app.name, app: app.name });
+  }
   return groups;
 }
 
@@ -249,7 +260,8 @@ function alertmanagerSecrets(inv: Inventory): string[] {
 }
 
 export function buildView(inv: Inventory) {
-  const targets = inv.tunnel.routes.map((r) => routeTarget(r.service));
+  const known = { ...KNOWN_SERVICES, ...ownAppServices(inv) };
+  const targets = inv.tunnel.routes.map((r) => routeTarget(r.service, known));
   const homepageHosts = inv.tunnel.routes
     .filter((_, i) => {
       const t = targets[i];
@@ -289,6 +301,7 @@ export function buildView(inv: Inventory) {
         egressPorts: egressPorts(inv.monitoring.alerts),
       },
     },
+    apps: ownAppsView(inv),
     fluxAlerts: { relayUrl: ALERTMANAGER_ALERTS_URL, providers: fluxProviders(inv.monitoring.alerts) },
     homepage: {
       title: inv.apps.homepage.title,

@@ -2,6 +2,9 @@
 // `NAME.hbs` files are Handlebars templates that become NAME, a path segment may itself be a
 // template (`clusters/{{cluster.name}}`), and every other file is copied as it is (Grafana
 // dashboards and Prometheus rules are full of `{{ ... }}` that are theirs, not ours).
+// A template whose path names `{{app.` is rendered once per own app (apps.own), with `app` that
+// app's view; a `.hbs` template that renders to nothing but blanks is not written at all (what an
+// app without an image has no use for).
 // Pure with respect to the filesystem except for reading templates/.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -106,14 +109,18 @@ function sorted(files: Map<string, string>): Map<string, string> {
 /** Renders the repository; throws RenderError naming the template (and value) that failed. */
 export async function renderRepository(inv: Inventory, opts: RenderOptions = {}): Promise<Rendered> {
   const dir = opts.templatesDir ?? TEMPLATES_DIR;
-  const view = strictView(buildView(inv));
+  const plain = buildView(inv);
+  const view = strictView(plain);
   const sources = (await listFiles(dir)).sort();
   const texts = await Promise.all(sources.map((rel) => readFile(path.join(dir, rel), 'utf8')));
   const files = new Map<string, string>();
-  sources.forEach((rel, i) => {
+  const jobs = sources.flatMap((rel, i) =>
+    rel.includes('{{app.') ? plain.apps.map((app) => ({ rel, text: texts[i], view: strictView({ ...plain, app }) })) : [{ rel, text: texts[i], view }],
+  );
+  jobs.forEach(({ rel, text, view }) => {
     const where = path.join(dir, rel);
     let out = renderPath(rel, view, where);
-    let content = texts[i];
+    let content = text;
     if (rel.endsWith('.hbs')) {
       out = out.slice(0, -'.hbs'.length);
       let unsafe;
@@ -124,6 +131,7 @@ export async function renderRepository(inv: Inventory, opts: RenderOptions = {})
       }
       if (unsafe.length) throw new RenderError(unsafe.map((u) => `${where}:${u.line}:${u.column}: ${u.text}`).join('\n'));
       content = run(content, view, where);
+      if (content.trim() === '') return;
     }
     if (files.has(out)) throw new RenderError(`${where}: renders to ${out}, which another template renders too`);
     files.set(out, content);

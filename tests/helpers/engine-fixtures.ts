@@ -27,7 +27,7 @@ export function inventory(hosts: Partial<HostSpec>[] = [{ name: 'node1', roles: 
     flux: { version: 'v2.9.4', interval: '10m', github: { owner: 'o', repository: 'r', branch: 'main', private: true, token: 'env:GITHUB_TOKEN' } },
     tunnel: { name: 'homelab', accountId: '0'.repeat(32), apiToken: 'env:CLOUDFLARE_API_TOKEN', routes: [] },
     monitoring: { retention: '15d', storage: '20Gi', grafana: { adminPassword: 'env:GRAFANA_ADMIN_PASSWORD' }, alerts: { destinations: [] } },
-    apps: { homepage: { title: 'Homelab', services: [] } },
+    apps: { own: [], homepage: { title: 'Homelab', services: [] } },
     drift: { report: 'none', schedule: '*/30 * * * *' },
   };
 }

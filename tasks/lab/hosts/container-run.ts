@@ -21,7 +21,7 @@
 // (`minuteMs`, 0 at timeScale 0: then a crash loop is shown as it stands after its first back-off).
 import crypto from 'node:crypto';
 import type { KubeStore } from './kube-store.ts';
-import { containerEnv, containerFs, UV_MESSAGE, type ContainerFs, type PodFields } from './container-fs.ts';
+import { containerEnv, containerFs, UV_MESSAGE, type ContainerFs, type FsError, type PodFields } from './container-fs.ts';
 import { modelFor, type Exit, type Need, type PathSpec, type RequestContext, type WorkloadModel } from './workload-models.ts';
 
 type Dict = Record<string, any>;
@@ -85,6 +85,9 @@ function resolvePath(spec: PathSpec, args: string[], env: Record<string, string>
 
 type Checked = { ok: true; line?: string } | { ok: false; exit: Exit };
 
+/** Linux errno numbers and glibc/musl strerror texts, as C programs print them. */
+const C_ERRNO: Record<FsError, string> = { EACCES: '13: Permission denied', EROFS: '30: Read-only file system', ENOENT: '2: No such file or directory' };
+
 interface Proc {
   model: WorkloadModel;
   fs: ContainerFs;
@@ -106,7 +109,8 @@ function check(need: Need, p: Proc): Checked {
     }
     case 'writable': {
       const path = resolvePath(need.path, p.args, p.env).replace(/\/$/, '');
-      return p.fs.writeError(path) ? fail(need.fail, { path }) : { ok: true };
+      const err = p.fs.writeError(path);
+      return err ? fail(need.fail, { path, errno: C_ERRNO[err] }) : { ok: true };
     }
     case 'copyIfMissing': {
       const path = `${need.dir}/${need.file}`;

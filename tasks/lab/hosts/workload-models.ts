@@ -6,7 +6,8 @@
 // image no model knows start and answer every probe.
 //
 // Placeholders in messages: ${path}, ${file}, ${from}, ${error} (a Node/Go syscall error such as
-// `EACCES: permission denied`), ${goError} (the same in Go's words), ${host}, ${time}.
+// `EACCES: permission denied`), ${goError} (the same in Go's words), ${errno} (C's errno and
+// strerror, `13: Permission denied`, as nginx prints them), ${host}, ${time}.
 
 import { grafanaSignIn } from './grafana-auth.ts';
 
@@ -381,6 +382,44 @@ const sourceController = fluxController('source-controller', {
   sources: ['fluxcd/source-controller config/manager/deployment.yaml (data and tmp emptyDirs), main.go'],
 });
 
+const NGINX_UNPRIVILEGED_SRC = 'nginxinc/docker-nginx-unprivileged stable/alpine-slim/Dockerfile';
+
+// The README's example app. The image's Dockerfile moves everything nginx writes to /tmp (its pid
+// and the *_temp_path directories), listens on 8080 and runs as USER 101; the entrypoint's scripts
+// only print what they skip on a read-only /etc/nginx. nginx creates its temp directories as it
+// starts (ngx_create_paths) and stops with `[emerg] mkdir() "..." failed (ERRNO: STRERROR)`.
+const nginxUnprivileged: WorkloadModel = {
+  name: 'nginx (unprivileged)',
+  images: ['nginxinc/nginx-unprivileged'],
+  imageUser: 101,
+  // alpine's /tmp is root's, 1777; the Dockerfile gives /etc/nginx and /var/cache/nginx to UID 101.
+  imageDirs: { '/tmp': { uid: 0, mode: 0o1777 }, '/etc/nginx': { uid: 101, mode: 0o775 }, '/var/cache/nginx': { uid: 101, mode: 0o775 } },
+  ports: [8080],
+  start: [
+    {
+      kind: 'writable',
+      path: '/tmp',
+      fail: { exitCode: 1, log: ['nginx: [emerg] mkdir() "${path}/proxy_temp" failed (${errno})'] },
+      source: `${NGINX_UNPRIVILEGED_SRC} (proxy_temp_path /tmp/proxy_temp first of the temp paths); nginx src/core/ngx_file.c ngx_create_paths`,
+    },
+  ],
+  // The default server (conf.d/default.conf) serves /usr/share/nginx/html: index.html at /, 404 elsewhere.
+  routes: [
+    { path: '/', status: 200, needs: [], source: `${NGINX_UNPRIVILEGED_SRC}; nginx conf.d/default.conf location /` },
+    { path: '/index.html', status: 200, needs: [], source: 'nginx conf.d/default.conf location /' },
+    { path: '/50x.html', status: 200, needs: [], source: 'nginx conf.d/default.conf error_page 500 502 503 504 /50x.html' },
+  ],
+  startLog: [
+    '/docker-entrypoint.sh: /docker-entrypoint.d/ is not empty, will attempt to perform configuration',
+    '/docker-entrypoint.sh: Looking for shell scripts in /docker-entrypoint.d/',
+    '/docker-entrypoint.sh: Launching /docker-entrypoint.d/10-listen-on-ipv6-by-default.sh',
+    '10-listen-on-ipv6-by-default.sh: info: Getting the checksum of /etc/nginx/conf.d/default.conf',
+    '10-listen-on-ipv6-by-default.sh: info: Enabled listen on IPv6 in /etc/nginx/conf.d/default.conf',
+    '/docker-entrypoint.sh: Configuration complete; ready for start up',
+  ],
+  sources: [`${NGINX_UNPRIVILEGED_SRC}, stable/alpine/10-listen-on-ipv6-by-default.sh, docker-entrypoint.sh`],
+};
+
 export const MODELS: WorkloadModel[] = [
   homepage,
   cloudflared,
@@ -393,6 +432,7 @@ export const MODELS: WorkloadModel[] = [
   fluxController('kustomize-controller'),
   fluxController('helm-controller'),
   fluxController('notification-controller', { ports: [9090, 9292, 8080, 9440] }),
+  nginxUnprivileged,
 ];
 
 /** `ghcr.io/gethomepage/homepage:v1.12.3@sha256:...` -> `gethomepage/homepage`. */
