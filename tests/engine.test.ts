@@ -8,7 +8,7 @@ import { sh } from '../tasks/lib/shell.ts';
 import { buildGraph, GraphError, mermaid, selectTasks, topoOrder } from '../tasks/engine/graph.ts';
 import { allTasks } from '../tasks/engine/registry.ts';
 import { PROBE_PARALLELISM, unfinishedSection } from '../tasks/engine/probe.ts';
-import { inventory, run } from './helpers/engine-fixtures.ts';
+import { CountingTransport, inventory, run } from './helpers/engine-fixtures.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -369,6 +369,47 @@ batching('a timed-out probe names the first section that had started and not fin
   const out = [`@@${n}:0:start@@`, `@@${n}:1:start@@`, `@@${n}:2:start@@`, `@@${n}:1:out@@`, '', `@@${n}:1:err@@`, '', `@@${n}:1:rc@@0`, ''].join('\n');
   assert.is(unfinishedSection(['a', 'b', 'c', 'd'], n, out), 'a');
   assert.is(unfinishedSection(['a', 'b'], n, [`@@${n}:0:start@@`, `@@${n}:0:rc@@0`].join('\n')), null, 'nothing started is unfinished');
+});
+
+batching("the API clients are made once every host has begun answering its probes, and a read's own probes still ride along", async () => {
+  // The clients' SDKs take seconds of CPU to import: made first, they would hold up the logins.
+  const made: number[] = [];
+  const seen: Record<string, any> = {};
+  const transports = new Map<string, CountingTransport>();
+  const reader = (id: string, host: 'host' | 'cluster'): AnyTask => ({
+    id,
+    title: id,
+    needs: [],
+    scope: host,
+    probe: () => ({ own: sh`echo ${id}` }),
+    read: async (ctx) => {
+      const extra = ctx.probe({ extra: sh`echo extra-${id}` });
+      const gh = await ctx.apis.github();
+      seen[id] = { gh, extra: await extra };
+    },
+    check: () => [],
+    apply: async () => {},
+  });
+  const { result } = await run([reader('a', 'host'), reader('b', 'cluster')], {
+    mode: 'check',
+    inv: inventory([{ name: 'node1', roles: ['control-plane'] }, { name: 'node2' }]),
+    transportFor: (h) => {
+      let t = transports.get(h.name);
+      if (!t) transports.set(h.name, (t = new CountingTransport(h.name)));
+      return t;
+    },
+    apis: {
+      github: async () => {
+        made.push([...transports.values()].reduce((n, t) => n + t.stats.commands, 0));
+        return 'client' as never;
+      },
+      cloudflare: () => Promise.reject(new Error('no cloudflare')),
+    },
+  });
+  assert.ok(result.ok, JSON.stringify(result.tasks));
+  assert.equal(made, [2, 2, 2], 'each client asked for after both hosts had their probe script');
+  assert.equal([...transports.values()].map((t) => t.stats.commands), [1, 1], 'one round trip per host, the reads\' probes in it');
+  assert.is(seen.b.extra.extra.stdout, 'extra-b\n');
 });
 
 batching.run();
