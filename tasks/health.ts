@@ -13,7 +13,7 @@ import type { Inventory } from './lib/inventory-types.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
-import { kubeFailure, type KubeObject } from './lib/kube.ts';
+import { CORE_OBJECTS, kubeFailure, parseCoreObjects, type KubeObject } from './lib/kube.ts';
 import {
   alertProblems,
   nodeProblems,
@@ -36,11 +36,10 @@ export interface HealthOptions {
   pollMs?: number;
 }
 
-const KINDS = 'nodes,pods,deployments,statefulsets,daemonsets';
-
 function probe() {
   return {
-    objects: sh`microk8s kubectl get ${KINDS} -A -o json`,
+    // Nodes, pods and workloads, from the listing other tasks read too.
+    objects: CORE_OBJECTS,
     targets: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/targets?state=active')}`,
     alerts: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/alerts')}`,
     notifications: sh`microk8s kubectl get --raw ${prometheusQueryPath(NOTIFICATIONS_FAILED_QUERY)}`,
@@ -48,11 +47,8 @@ function probe() {
 }
 
 function items(out: ProbeOutput): KubeObject[] {
-  try {
-    return ((JSON.parse(out.stdout) as { items?: KubeObject[] }).items ?? []) as KubeObject[];
-  } catch {
-    return [];
-  }
+  const r = parseCoreObjects(out);
+  return r.state === 'found' ? r.object : [];
 }
 
 /** Everything wrong, in the order a person fixes things: the cluster, nodes, workloads, targets, alerts. */
