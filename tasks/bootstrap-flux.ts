@@ -49,7 +49,7 @@ import {
   type RepoKeys,
   type RepoSnapshot,
 } from './lib/github.ts';
-import YAML from 'yaml';
+import { loadYaml } from './lib/yaml-lazy.ts';
 
 const NS = 'flux-system';
 const FLUX_KINDS = 'gitrepositories.source.toolkit.fluxcd.io,kustomizations.kustomize.toolkit.fluxcd.io';
@@ -166,7 +166,7 @@ function parseSecretKey(out: ProbeOutput | undefined): SecretKey {
 }
 
 function docsOf(text: string | undefined): KubeObject[] {
-  return YAML.parseAllDocuments(text ?? '')
+  return loadYaml().parseAllDocuments(text ?? '')
     .map((d) => d.toJS() as KubeObject | null)
     .filter((o): o is KubeObject => !!o && typeof o === 'object');
 }

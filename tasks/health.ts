@@ -16,7 +16,7 @@ import { meshProblems, type MeshProblem } from './lib/mesh.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
-import { kubeFailure, type KubeObject } from './lib/kube.ts';
+import { CORE_OBJECTS, kubeFailure, parseCoreObjects, type KubeObject } from './lib/kube.ts';
 import {
   alertProblems,
   nodeProblems,
@@ -39,13 +39,10 @@ export interface HealthOptions {
   pollMs?: number;
 }
 
-const KINDS = 'nodes,pods,deployments,statefulsets,daemonsets';
-
-function probe({ inventory }: { inventory: Inventory }) {
-  // A meshed cluster's namespaces say which of them ask for the mesh.
-  const kinds = inventory.microk8s.mesh ? `${KINDS},namespaces` : KINDS;
+function probe() {
   return {
-    objects: sh`microk8s kubectl get ${kinds} -A -o json`,
+    // Nodes, pods and workloads, from the listing other tasks read too.
+    objects: CORE_OBJECTS,
     targets: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/targets?state=active')}`,
     alerts: sh`microk8s kubectl get --raw ${prometheusProxyPath('/api/v1/alerts')}`,
     notifications: sh`microk8s kubectl get --raw ${prometheusQueryPath(NOTIFICATIONS_FAILED_QUERY)}`,
@@ -53,11 +50,8 @@ function probe({ inventory }: { inventory: Inventory }) {
 }
 
 function items(out: ProbeOutput): KubeObject[] {
-  try {
-    return ((JSON.parse(out.stdout) as { items?: KubeObject[] }).items ?? []) as KubeObject[];
-  } catch {
-    return [];
-  }
+  const r = parseCoreObjects(out);
+  return r.state === 'found' ? r.object : [];
 }
 
 /** Everything wrong, in the order a person fixes things: the cluster, nodes, workloads, the mesh, targets, alerts. */
@@ -112,7 +106,7 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
     ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${what}`);
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
     const p: Record<string, ProbeOutput> = {};
-    for (const [name, script] of Object.entries(probe({ inventory: ctx.inventory }))) {
+    for (const [name, script] of Object.entries(probe())) {
       const r = await ctx.run(script, { allowExit: [1, 127] });
       p[name] = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
     }

@@ -157,6 +157,11 @@ export interface CliIo extends Output {
   /** With --lab: called with the lab the command runs against, so tests can read what it recorded
    *  (every host command's argv, every API request) before the command closes it. */
   onLab?(lab: import('./lab/session.ts').LabSession): void;
+  /** For a run on real hosts: where GitHub, Cloudflare and Flux's releases are (default: the real
+   *  services), and how a host is reached (default: ssh as the inventory says). The benchmark
+   *  points them at a lab's APIs and at lab hosts behind real sshds. */
+  endpoints?: import('./lib/apis.ts').ApiEndpoints;
+  transportFor?(host: import('./lib/inventory-types.ts').HostSpec): import('./lib/transport.ts').Transport;
 }
 
 export interface CliOptions {
@@ -328,17 +333,17 @@ function lines(stream: NodeJS.WriteStream): (line: string) => void {
   };
 }
 
-const isEntry = process.argv[1] && path.resolve(process.argv[1]).replace(/\/index\.ts$/, '') === path.dirname(new URL(import.meta.url).pathname);
-if (isEntry) {
+/** The process: argv in, exit code set, Ctrl-C handled (`tasks/index.ts` run by tsx, or cron's node). */
+export function runCli(argv: string[], extra: Partial<CliIo> = {}): void {
   const ac = new AbortController();
-  const io = { ...processIo(), signal: ac.signal };
+  const io = { ...processIo(), ...extra, signal: ac.signal };
   let interrupts = 0;
   process.on('SIGINT', () => {
     if (++interrupts > 1) process.exit(130);
     io.err('interrupted: stopping; tasks in progress are reported as interrupted (Ctrl-C again to quit at once)');
     ac.abort();
   });
-  main(process.argv.slice(2), io).then((code) => {
+  main(argv, io).then((code) => {
     process.exitCode = ac.signal.aborted ? 130 : code;
     // Interrupted: the journal and the lock are settled, the hosts' commands and logins stopped.
     // What the run abandoned must not keep the process alive: an API client's backoff before a
@@ -346,3 +351,6 @@ if (isEntry) {
     if (ac.signal.aborted) process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   });
 }
+
+const isEntry = process.argv[1] && path.resolve(process.argv[1]).replace(/\/index\.ts$/, '') === path.dirname(new URL(import.meta.url).pathname);
+if (isEntry) runCli(process.argv.slice(2));

@@ -1,6 +1,6 @@
 // Join every node to the first control plane (shared/reference/microk8s.md, "add-node", "join"),
 // and take out of the cluster the nodes the inventory no longer lists.
-// What I look at: on the first control plane, `microk8s kubectl get nodes -o json` and the dqlite
+// What I look at: on the first control plane, the cluster's nodes (lib/kube.ts CORE_OBJECTS) and the dqlite
 // voters in `microk8s status`. What I compare: every inventory host present with its role; HA with
 // three or more control planes; no node the inventory does not list (lib/removal.ts says which may
 // go and why not). What I change: for each missing node, checked again just before, one short-lived
@@ -15,6 +15,7 @@ import type { ApplyContext, Change, Facts, Target, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { CommandError, TransportError, UserError } from './lib/errors.ts';
 import { registerSecret } from './lib/redact.ts';
+import { CORE_OBJECTS } from './lib/kube.ts';
 import { planRemovals, removalWords, type Removal } from './lib/removal.ts';
 import { describeContents, takeBackup } from './lib/backup.ts';
 import { drainNode } from './lib/drain.ts';
@@ -54,7 +55,8 @@ export type JoinChange = Change &
 
 function probe() {
   return {
-    nodes: sh`microk8s kubectl get nodes -o json`,
+    // The nodes, from the listing other tasks read too.
+    nodes: CORE_OBJECTS,
     status: sh`microk8s status --format yaml --wait-ready --timeout 30`,
   };
 }
@@ -72,7 +74,7 @@ function check(facts: Facts, inv: Inventory, target: Target): JoinChange[] {
     if (p.nodes.exitCode !== 0) throw new Error(tail(p.nodes.stderr || p.nodes.stdout));
     nodes = parseNodes(p.nodes.stdout);
   } catch (e) {
-    const why = `microk8s kubectl get nodes on ${first.name} failed: ${(e as Error).message}`;
+    const why = `listing the nodes with microk8s kubectl on ${first.name} failed: ${(e as Error).message}`;
     return [{ kind: 'unreachable', why, summary: `cluster: unknown (${why})` }];
   }
 

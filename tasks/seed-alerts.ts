@@ -16,7 +16,7 @@ import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.
 import { UserError } from './lib/errors.ts';
 import { sh } from './lib/shell.ts';
 import { registerSecret } from './lib/redact.ts';
-import { applyObjects, exists, kubeFailure, namespaceObject, parseExists, readSecret, secretObject, type KubeObject } from './lib/kube.ts';
+import { applyObjects, CORE_OBJECTS, kubeFailure, listed, namespaceObject, readSecret, secretObject, type KubeObject } from './lib/kube.ts';
 import {
   ALERTMANAGER,
   DESTINATIONS_SECRET,
@@ -67,16 +67,13 @@ function secretRefs(inv: Inventory): SecretRef[] {
 
 // ---- what I look at --------------------------------------------------------------------------------
 
-const owned = (namespace: string) =>
-  sh`microk8s kubectl get secrets -n ${namespace} -l ${`app.kubernetes.io/component=${ALERT_SECRET_LABELS['app.kubernetes.io/component']}`} -o name`;
+/** The Secrets this task owns, in every namespace at once, as `namespace/name` lines (their values
+ *  stay on the host: only the names are printed). */
+const OWNED = sh`microk8s kubectl get secrets -A -l ${`app.kubernetes.io/component=${ALERT_SECRET_LABELS['app.kubernetes.io/component']}`} -o ${'jsonpath={range .items[*]}{.metadata.namespace}{"/"}{.metadata.name}{"\n"}{end}'}`;
 
 function probe() {
-  return {
-    'namespace monitoring': exists('namespace', ALERTMANAGER.namespace),
-    'namespace flux-system': exists('namespace', FLUX_NAMESPACE),
-    'owned monitoring': owned(ALERTMANAGER.namespace),
-    'owned flux-system': owned(FLUX_NAMESPACE),
-  };
+  // The namespaces from the listing other tasks read too.
+  return { objects: CORE_OBJECTS, owned: OWNED };
 }
 
 /** The values each wanted Secret must hold; URL values are checked on the way. */
@@ -106,10 +103,14 @@ async function read(ctx: ReadContext): Promise<AlertSecretsRead> {
 
 // ---- what I compare --------------------------------------------------------------------------------
 
-function ownedNames(out: Facts['probe'][string] | undefined): string[] | { error: string } {
+function ownedNames(out: Facts['probe'][string] | undefined, namespace: string): string[] | { error: string } {
   if (!out) return { error: 'not probed' };
   if (out.exitCode !== 0) return { error: kubeFailure(out) };
-  return out.stdout.split('\n').map((l) => l.trim().replace(/^secret\//, '')).filter(Boolean);
+  return out.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith(`${namespace}/`))
+    .map((l) => l.slice(namespace.length + 1));
 }
 
 function check(facts: Facts<AlertSecretsRead>, inv: Inventory): AlertSecretsChange[] {
@@ -118,7 +119,7 @@ function check(facts: Facts<AlertSecretsRead>, inv: Inventory): AlertSecretsChan
   const want = wanted(inv);
   for (const namespace of NAMESPACES) {
     const needed = want.some((w) => w.namespace === namespace);
-    const found = parseExists(facts.probe[`namespace ${namespace}`]);
+    const found = listed(facts.probe.objects, 'Namespace', namespace);
     if (typeof found === 'object') {
       if (needed) changes.push({ kind: 'blocked', summary: `cluster: cannot read namespace ${namespace} (${found.error})` });
     } else if (!found && needed) changes.push({ kind: 'namespace', namespace, summary: `namespace ${namespace}: missing -> created` });
@@ -130,7 +131,7 @@ function check(facts: Facts<AlertSecretsRead>, inv: Inventory): AlertSecretsChan
     changes.push({ kind: 'secret', namespace: s.namespace, name: s.name, summary: `Secret ${s.namespace}/${s.name}: ${what} -> ${keys} current key${keys === 1 ? '' : 's'}` });
   }
   for (const namespace of NAMESPACES) {
-    const names = ownedNames(facts.probe[`owned ${namespace}`]);
+    const names = ownedNames(facts.probe.owned, namespace);
     if (!Array.isArray(names)) continue;
     for (const name of names) {
       if (want.some((w) => w.namespace === namespace && w.name === name)) continue;

@@ -2,7 +2,8 @@
 // kube-prometheus-stack with `grafana.admin.existingSecret: grafana-admin`
 // (templates/monitoring/controllers/kube-prometheus-stack/release.yaml.hbs); that Secret, the one
 // piece never rendered, is made here from `monitoring.grafana.adminPassword`.
-// What I look at: namespace `monitoring`; the Secret's keys (read into memory only, compared with
+// What I look at: namespace `monitoring` and Grafana's Deployment (the cluster's core objects, listed
+// once for every task that reads them); the Secret's keys (read into memory only, compared with
 // the inventory's secret; no value reaches the facts).
 // What I compare: the Secret with `admin` and the password.
 // What I change: the namespace (if absent; Flux adopts it) and the Secret, applied through stdin.
@@ -14,7 +15,7 @@
 // whenever a fix needs a new render, which only bootstrap-flux publishes.
 import type { ApplyContext, Change, Facts, ReadContext, Task } from './lib/task.ts';
 import { UserError } from './lib/errors.ts';
-import { applyObjects, exists, namespaceObject, parseExists, readSecret, restartDeployment, secretObject, waitRollout, type KubeObject } from './lib/kube.ts';
+import { applyObjects, CORE_OBJECTS, listed, namespaceObject, readSecret, restartDeployment, secretObject, waitRollout, type KubeObject } from './lib/kube.ts';
 
 export const GRAFANA_ADMIN = { namespace: 'monitoring', secret: 'grafana-admin', userKey: 'admin-user', passwordKey: 'admin-password', user: 'admin' } as const;
 /** The grafana subchart's Deployment: `<release>-grafana` for the HelmRelease kube-prometheus-stack. */
@@ -34,10 +35,8 @@ export type MonitoringChange = Change &
 // ---- what I look at --------------------------------------------------------------------------------
 
 function probe() {
-  return {
-    namespace: exists('namespace', GRAFANA_ADMIN.namespace),
-    grafana: exists('deployment', GRAFANA_DEPLOYMENT, GRAFANA_ADMIN.namespace),
-  };
+  // The namespace and Grafana's Deployment, from the listing other tasks read too.
+  return { objects: CORE_OBJECTS };
 }
 
 async function read(ctx: ReadContext): Promise<MonitoringRead> {
@@ -55,13 +54,13 @@ async function read(ctx: ReadContext): Promise<MonitoringRead> {
 function check(facts: Facts<MonitoringRead>): MonitoringChange[] {
   const changes: MonitoringChange[] = [];
   const { namespace: ns, secret } = GRAFANA_ADMIN;
-  const namespace = parseExists(facts.probe.namespace);
+  const namespace = listed(facts.probe.objects, 'Namespace', ns);
   if (typeof namespace === 'object') changes.push({ kind: 'blocked', summary: `cluster: cannot read namespace ${ns} (${namespace.error})` });
   else if (!namespace) changes.push({ kind: 'namespace', summary: `namespace ${ns}: missing -> created` });
   if (facts.read.secret !== 'current') {
     const what = facts.read.secret === 'missing' ? 'missing' : 'stale (monitoring.grafana.adminPassword changed)';
     // A Grafana that runs already holds the old password until its pods are replaced.
-    const restartGrafana = facts.read.secret === 'stale' && parseExists(facts.probe.grafana) === true;
+    const restartGrafana = facts.read.secret === 'stale' && listed(facts.probe.objects, 'Deployment', GRAFANA_DEPLOYMENT, ns) === true;
     const then = restartGrafana ? `, Grafana restarted to use it` : '';
     changes.push({ kind: 'secret', restartGrafana, summary: `Secret ${ns}/${secret}: ${what} -> current password${then}` });
   }

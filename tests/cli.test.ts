@@ -11,7 +11,7 @@ import { main, HELP, type CliIo } from '../tasks/index.ts';
 import { badInventories, GOOD_INVENTORY } from './fixtures/bad-inventories.ts';
 import { nodeTooOld } from '../tasks/lib/node-version.ts';
 import { findExecutable } from '../tasks/lib/render.ts';
-import { cli as labCli, labRepoPath, singleNode, workdir as labWorkdir } from './helpers/lab-cli.ts';
+import { CLI, cli as labCli, labRepoPath, singleNode, TSX, workdir as labWorkdir } from './helpers/lab-cli.ts';
 import { testIf } from './helpers/skip.ts';
 
 function io(cwd: string, env: NodeJS.ProcessEnv = {}) {
@@ -225,6 +225,26 @@ cli('status prints the last run; --failed reruns exactly what failed', async () 
   const none = io(dir);
   assert.is(await main(['run', '--failed', '--lab'], none.io), 0);
   assert.match(none.out.join('\n'), /nothing failed in the last run/);
+});
+
+// Node >= 22.15 and 23.5 can watch every module a process loads (module.registerHooks).
+const canWatchLoads = 'registerHooks' in (await import('node:module')) ? null : 'this Node has no module.registerHooks to watch what a process loads';
+
+testIf(cli, canWatchLoads, 'tasks list loads no package but tsx: the task modules import YAML and the SDKs when they use them', () => {
+  const dir = tmp();
+  const hook = path.join(dir, 'watch.mjs');
+  fs.writeFileSync(
+    hook,
+    "import { registerHooks } from 'node:module';\nconst seen = new Set();\n" +
+      "registerHooks({ load(url, ctx, next) { const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(url); if (m) seen.add(m[1]); return next(url, ctx); } });\n" +
+      "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify([...seen]) + '\\n'));\n",
+  );
+  const r = spawnSync(process.execPath, ['--import', hook, '--import', TSX, CLI, 'list'], { encoding: 'utf8', cwd: dir });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^TASK +SCOPE +NEEDS/);
+  const loaded = JSON.parse(/^LOADED (.*)$/m.exec(r.stderr)![1]) as string[];
+  assert.equal(loaded.filter((p) => p !== 'tsx' && p !== 'esbuild'), []);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 cli.run();

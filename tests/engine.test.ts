@@ -7,7 +7,8 @@ import type { AnyTask } from '../tasks/lib/task.ts';
 import { sh } from '../tasks/lib/shell.ts';
 import { buildGraph, GraphError, mermaid, selectTasks, topoOrder } from '../tasks/engine/graph.ts';
 import { allTasks } from '../tasks/engine/registry.ts';
-import { inventory, run } from './helpers/engine-fixtures.ts';
+import { PROBE_PARALLELISM, unfinishedSection } from '../tasks/engine/probe.ts';
+import { CountingTransport, inventory, run } from './helpers/engine-fixtures.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -330,6 +331,85 @@ batching('quoting: a hostile value in a probe stays literal text', async () => {
   await run([t], { mode: 'check' });
   assert.is(seen.v.stdout, evil);
   assert.not.ok(fs.existsSync('/tmp/pwned-engine'));
+});
+
+batching('probes run side by side on the host, never more than PROBE_PARALLELISM at once', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hl-parallel-'));
+  const log = path.join(dir, 'log');
+  const k = PROBE_PARALLELISM;
+  // Each waits (bounded) until k probes have started: one after the other, the first would see 1.
+  const section = `echo + >> ${log}; i=0; while [ "$(grep -c + ${log})" -lt ${k} ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; grep -c + ${log}; echo - >> ${log}`;
+  const seen: Record<string, any> = {};
+  const sections = Object.fromEntries(Array.from({ length: k + 2 }, (_, i) => [`s${i}`, section]).map(([key], i) => [key, `: ${i}; ${section}`]));
+  const { result, transports } = await run([prober('t', sections, seen)], { mode: 'check' });
+  assert.ok(result.ok);
+  assert.is(transports.get('node1')!.stats.commands, 1, 'still one round trip');
+  for (let i = 0; i < k; i++) assert.ok(Number(seen.t[`s${i}`].stdout) >= k, `probe ${i} saw ${seen.t[`s${i}`].stdout.trim()} started with it`);
+  let running = 0;
+  let most = 0;
+  for (const c of fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)) most = Math.max(most, (running += c === '+' ? 1 : -1));
+  assert.is(most, k, 'at most PROBE_PARALLELISM at once');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+batching('a probe killed before it could write its frame is reported missing; the others are not held up', async () => {
+  const seen: Record<string, any> = {};
+  // Kills the shell that would record its exit code (its parent), as an OOM killer might.
+  const killer = "me=$BASHPID; kill -KILL \"$(cut -d' ' -f4 /proc/$me/stat)\"; echo never";
+  const { result } = await run([prober('t', { a: 'echo one', b: killer, c: 'sleep 0.2; echo three' }, seen)], { mode: 'check' });
+  assert.ok(result.ok);
+  assert.equal(seen.t.a, { stdout: 'one\n', stderr: '', exitCode: 0 });
+  assert.is(seen.t.b.exitCode, -1);
+  assert.match(seen.t.b.stderr, /probe output missing/);
+  assert.equal(seen.t.c, { stdout: 'three\n', stderr: '', exitCode: 0 });
+});
+
+batching('a timed-out probe names the first section that had started and not finished', () => {
+  const n = 'abc';
+  const out = [`@@${n}:0:start@@`, `@@${n}:1:start@@`, `@@${n}:2:start@@`, `@@${n}:1:out@@`, '', `@@${n}:1:err@@`, '', `@@${n}:1:rc@@0`, ''].join('\n');
+  assert.is(unfinishedSection(['a', 'b', 'c', 'd'], n, out), 'a');
+  assert.is(unfinishedSection(['a', 'b'], n, [`@@${n}:0:start@@`, `@@${n}:0:rc@@0`].join('\n')), null, 'nothing started is unfinished');
+});
+
+batching("the API clients are made once every host has begun answering its probes, and a read's own probes still ride along", async () => {
+  // The clients' SDKs take seconds of CPU to import: made first, they would hold up the logins.
+  const made: number[] = [];
+  const seen: Record<string, any> = {};
+  const transports = new Map<string, CountingTransport>();
+  const reader = (id: string, host: 'host' | 'cluster'): AnyTask => ({
+    id,
+    title: id,
+    needs: [],
+    scope: host,
+    probe: () => ({ own: sh`echo ${id}` }),
+    read: async (ctx) => {
+      const extra = ctx.probe({ extra: sh`echo extra-${id}` });
+      const gh = await ctx.apis.github();
+      seen[id] = { gh, extra: await extra };
+    },
+    check: () => [],
+    apply: async () => {},
+  });
+  const { result } = await run([reader('a', 'host'), reader('b', 'cluster')], {
+    mode: 'check',
+    inv: inventory([{ name: 'node1', roles: ['control-plane'] }, { name: 'node2' }]),
+    transportFor: (h) => {
+      let t = transports.get(h.name);
+      if (!t) transports.set(h.name, (t = new CountingTransport(h.name)));
+      return t;
+    },
+    apis: {
+      github: async () => {
+        made.push([...transports.values()].reduce((n, t) => n + t.stats.commands, 0));
+        return 'client' as never;
+      },
+      cloudflare: () => Promise.reject(new Error('no cloudflare')),
+    },
+  });
+  assert.ok(result.ok, JSON.stringify(result.tasks));
+  assert.equal(made, [2, 2, 2], 'each client asked for after both hosts had their probe script');
+  assert.equal([...transports.values()].map((t) => t.stats.commands), [1, 1], 'one round trip per host, the reads\' probes in it');
+  assert.is(seen.b.extra.extra.stdout, 'extra-b\n');
 });
 
 batching.run();

@@ -264,6 +264,18 @@ test('virtual files: tee, cat, sed -i, stat, mkdir, with Unix permissions', asyn
   assert.is(tmp.stdout, 'real\n');
 });
 
+test('cat of simulated files answers as GNU cat: each file in turn, what it cannot read on stderr, exit 1', async ({ t }) => {
+  const r = await run(t, 'cat /etc/hostname /etc/nope /etc /etc/fstab/x /etc/hostname');
+  assert.equal([r.stdout, r.stderr, r.exitCode], [
+    'node1\nnode1\n',
+    'cat: /etc/nope: No such file or directory\ncat: /etc: Is a directory\ncat: /etc/fstab/x: Not a directory\n',
+    1,
+  ]);
+  // With an option it is the real cat, on a private copy of the file.
+  assert.is((await run(t, 'cat -A /etc/hostname')).stdout, 'node1$\n');
+  assert.is((await run(t, 'cat /proc/sys/fs/inotify/max_user_watches')).exitCode, 0, 'derived files too');
+});
+
 test('a hung command hits the transport timeout; ssh:drop is a transient TransportError', async ({ lab }) => {
   const t = lab.transport('node1', { timeoutMs: 20_000 });
   arm(lab, 'hang:snap');

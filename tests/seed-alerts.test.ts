@@ -23,13 +23,15 @@ const out = (stdout = '', exitCode = 0, stderr = ''): ProbeOutput => ({ stdout, 
 const DESTINATIONS = '      - webhook: { url: env:HOOK_URL }\n      - ntfy: { url: env:NTFY_URL }\n    heartbeat: { url: env:HEARTBEAT_URL }\n';
 const inv = validateInventoryText(withAlerts(DESTINATIONS), '/tmp/inventory.yaml').inventory!;
 
+/** What the shared listing of the cluster's core objects prints, holding these namespaces. */
+const namespaces = (...names: string[]) =>
+  out(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: names.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } })) }));
+
 function facts(read: Partial<AlertSecretsRead> = {}, probe: Record<string, ProbeOutput> = {}): Facts<AlertSecretsRead> {
   return {
     probe: {
-      'namespace monitoring': out('namespace/monitoring\n'),
-      'namespace flux-system': out('namespace/flux-system\n'),
-      'owned monitoring': out('secret/alertmanager-destinations\n'),
-      'owned flux-system': out('secret/alert-webhook\n'),
+      objects: namespaces('monitoring', 'flux-system'),
+      owned: out('monitoring/alertmanager-destinations\nflux-system/alert-webhook\n'),
       ...probe,
     },
     read: {
@@ -55,7 +57,7 @@ pure('converged: nothing to say', () => {
 pure('a fresh cluster: the namespaces and both Secrets, counted in keys, no value in the lines', () => {
   const f = facts(
     { secrets: [{ namespace: 'monitoring', name: 'alertmanager-destinations', state: 'missing' }, { namespace: 'flux-system', name: 'alert-webhook', state: 'missing' }] },
-    { 'namespace monitoring': out(''), 'namespace flux-system': out(''), 'owned monitoring': out(''), 'owned flux-system': out('') },
+    { objects: namespaces(), owned: out('') },
   );
   assert.equal(lines(check(f)), [
     'namespace monitoring: missing -> created',
@@ -66,7 +68,7 @@ pure('a fresh cluster: the namespaces and both Secrets, counted in keys, no valu
 });
 
 pure('a changed reference: stale; a destination removed: its Secret deleted', () => {
-  const f = facts({ secrets: [{ namespace: 'monitoring', name: 'alertmanager-destinations', state: 'stale' }, { namespace: 'flux-system', name: 'alert-webhook', state: 'current' }] }, { 'owned flux-system': out('secret/alert-webhook\nsecret/alert-slack\n') });
+  const f = facts({ secrets: [{ namespace: 'monitoring', name: 'alertmanager-destinations', state: 'stale' }, { namespace: 'flux-system', name: 'alert-webhook', state: 'current' }] }, { owned: out('monitoring/alertmanager-destinations\nflux-system/alert-webhook\nflux-system/alert-slack\n') });
   assert.equal(lines(check(f)), [
     'Secret monitoring/alertmanager-destinations: stale (monitoring.alerts or its secrets changed) -> 4 current keys',
     'Secret flux-system/alert-slack: no alert destination uses it -> deleted',
@@ -75,7 +77,7 @@ pure('a changed reference: stale; a destination removed: its Secret deleted', ()
 
 pure('no destinations left: every owned Secret goes, and no namespace is created for nothing', () => {
   const bare = validateInventoryText(GOOD_INVENTORY, '/tmp/inventory.yaml').inventory!;
-  const f = facts({ secrets: [] }, { 'namespace flux-system': out('') });
+  const f = facts({ secrets: [] }, { objects: namespaces('monitoring') });
   assert.equal(lines(check(f, bare)), [
     'Secret monitoring/alertmanager-destinations: no alert destination uses it -> deleted',
     'Secret flux-system/alert-webhook: no alert destination uses it -> deleted',

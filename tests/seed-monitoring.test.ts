@@ -20,8 +20,13 @@ import { labEngine } from './helpers/lab-engine.ts';
 
 const out = (stdout = '', exitCode = 0, stderr = ''): ProbeOutput => ({ stdout, stderr, exitCode });
 
+/** What the shared listing of the cluster's core objects prints, holding these objects. */
+const listing = (...items: { kind: string; name: string; namespace?: string }[]) =>
+  out(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: items.map((i) => ({ apiVersion: 'v1', kind: i.kind, metadata: { name: i.name, namespace: i.namespace } })) }));
+const monitoringNs = { kind: 'Namespace', name: 'monitoring' };
+
 function facts(secret: MonitoringRead['secret'] = 'current', probe: Record<string, ProbeOutput> = {}): Facts<MonitoringRead> {
-  return { probe: { namespace: out('namespace/monitoring\n'), ...probe }, read: { secret } };
+  return { probe: { objects: listing(monitoringNs), ...probe }, read: { secret } };
 }
 
 const inv = inventory([{ name: 'node1', roles: ['control-plane'] }]);
@@ -31,7 +36,7 @@ const lines = (cs: MonitoringChange[]) => cs.map((c) => c.summary);
 const pure = suite('seed-monitoring: check');
 
 pure('nothing yet: the namespace and the Secret', () => {
-  assert.equal(lines(check(facts('missing', { namespace: out('') }))), [
+  assert.equal(lines(check(facts('missing', { objects: listing() }))), [
     'namespace monitoring: missing -> created',
     'Secret monitoring/grafana-admin: missing -> current password',
   ]);
@@ -41,9 +46,20 @@ pure('a changed password: the Secret is stale, and no value is in the line', () 
   assert.equal(lines(check(facts('stale'))), ['Secret monitoring/grafana-admin: stale (monitoring.grafana.adminPassword changed) -> current password']);
 });
 
+pure('a changed password with Grafana running: Grafana is restarted, since its pods read the Secret at start only', () => {
+  const grafana = { kind: 'Deployment', name: 'kube-prometheus-stack-grafana', namespace: 'monitoring' };
+  assert.equal(lines(check(facts('stale', { objects: listing(monitoringNs, grafana) }))), [
+    'Secret monitoring/grafana-admin: stale (monitoring.grafana.adminPassword changed) -> current password, Grafana restarted to use it',
+  ]);
+  const elsewhere = { ...grafana, namespace: 'default' };
+  assert.equal(lines(check(facts('stale', { objects: listing(monitoringNs, elsewhere) }))), [
+    'Secret monitoring/grafana-admin: stale (monitoring.grafana.adminPassword changed) -> current password',
+  ]);
+});
+
 pure('an unreachable API server blocks, with kubectl’s words', () => {
   const down = out('', 1, 'The connection to the server 127.0.0.1:16443 was refused - did you specify the right host or port?\n');
-  const cs = check(facts('current', { namespace: down }));
+  const cs = check(facts('current', { objects: down }));
   assert.ok(cs.length === 1 && cs.every((c) => c.kind === 'blocked'));
   assert.match(cs[0].summary, /^cluster: cannot read namespace monitoring \(The connection to the server 127\.0\.0\.1:16443 was refused/);
 });

@@ -18,6 +18,10 @@ export class ProbeBatcher {
   private scheduled = false;
   /** Number of probe scripts sent (tests and benchmarks count round trips with it). */
   trips = 0;
+  /** Settles once the host has begun answering the first script (its first output), or that
+   *  script has ended either way: the probes are under way. */
+  readonly underWay: Promise<void>;
+  private markUnderWay!: () => void;
 
   constructor(
     private readonly transport: Transport,
@@ -28,7 +32,9 @@ export class ProbeBatcher {
       /** Called once per retry with what happened; it runs in the context of the batch's first request. */
       onRetry?: (message: string) => void;
     } = {},
-  ) {}
+  ) {
+    this.underWay = new Promise((resolve) => (this.markUnderWay = resolve));
+  }
 
   /** Resolves with each section's output, keyed as given. */
   request(sections: ProbeSections): Promise<Record<string, ProbeOutput>> {
@@ -61,7 +67,7 @@ export class ProbeBatcher {
     let frame: { script: string; nonce: string } | undefined;
     try {
       const { script, nonce } = (frame = buildProbeScript(joined));
-      const res = await this.execRetrying(script, seen);
+      const res = await this.execRetrying(script, seen).finally(() => this.markUnderWay());
       if (res.exitCode === 97) throw new Error(`${this.transport.host}: cannot create a temporary file for the probe (mktemp failed): ${res.stderr.trim()}`);
       const split = splitProbeOutput(Object.keys(joined), nonce, res.stdout);
       batch.forEach((p, i) => {
@@ -91,7 +97,10 @@ export class ProbeBatcher {
           sudo: true,
           timeoutMs: this.opts.timeoutMs,
           signal: this.opts.signal,
-          onOutput: (chunk) => (seen.text += chunk),
+          onOutput: (chunk) => {
+            seen.text += chunk;
+            this.markUnderWay();
+          },
         });
       } catch (e) {
         if (!(e instanceof TransportError && e.transient) || attempt >= PROBE_RETRIES) throw e;

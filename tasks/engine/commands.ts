@@ -156,7 +156,7 @@ async function converge(opts: CliOptions, io: CliIo): Promise<number> {
   const hooks = { signal: io.signal, onRetry };
   // Real hosts and accounts: every secret the command will need is resolved before any lock,
   // journal, connection or API call. The lab stands in for whatever is unset.
-  const real = opts.lab ? null : await realEnvironment(inventory, io, createSecrets, (i, s) => createApis(i, s, {}, hooks));
+  const real = opts.lab ? null : await realEnvironment(inventory, io, createSecrets, (i, s) => createApis(i, s, io.endpoints ?? {}, hooks));
   if (real) await requireSecrets(inventory, real.secrets, secretNeeds(graph, inventory, opts, taskIds));
 
   const color = io.isTTY && !io.env.NO_COLOR;
@@ -255,7 +255,7 @@ async function realEnvironment(
   return {
     secrets,
     apis: createApis(inventory, secrets),
-    transportFor: (host: HostSpec) => new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout }),
+    transportFor: io.transportFor ?? ((host: HostSpec) => new SshTransport({ host, knownHosts: inventory.ssh.knownHosts, connectTimeoutS: inventory.ssh.connectTimeout })),
   };
 }
 

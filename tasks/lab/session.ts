@@ -11,6 +11,7 @@ import type { Transport } from '../lib/transport.ts';
 import { UserError } from '../lib/errors.ts';
 import { Faults, parseFaults } from './faults.ts';
 import { startLabHosts, type LabHosts } from './hosts/server.ts';
+import { parseLatency } from './hosts/latency.ts';
 import { onMicrok8sSnapInstalled, onMicrok8sSnapRefreshed, onMicrok8sSnapRemoved, registerMicrok8s } from './hosts/microk8s.ts';
 import { startLabGitHub, type LabGitHub } from './github.ts';
 import { findRepo, Store } from './github-store.ts';
@@ -28,6 +29,8 @@ export interface LabSessionOptions {
   env?: NodeJS.ProcessEnv;
   /** Scale of simulated waits (LAB_TIME_SCALE; 1 = the lab's short defaults). */
   timeScale?: number;
+  /** Scale of what each host command costs on a real node (LAB_LATENCY; default 0: none). */
+  latency?: number;
   /** Cap, in seconds, on every host command's timeout (LAB_COMMAND_TIMEOUT; default: none), so
    *  that a `hang:` fault shows the timeout error in seconds. */
   commandTimeoutS?: number;
@@ -111,6 +114,8 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
   if (spec) faults.armForRun(parseFaults(spec));
   const timeScale = opts.timeScale ?? (opts.env?.LAB_TIME_SCALE ? Number(opts.env.LAB_TIME_SCALE) : 1);
   if (!(timeScale >= 0) || !Number.isFinite(timeScale)) throw new UserError(`LAB_TIME_SCALE must be a number >= 0 (got "${opts.env?.LAB_TIME_SCALE}")`);
+  const latency = opts.latency ?? parseLatency(opts.env?.LAB_LATENCY);
+  if (latency === null) throw new UserError(`LAB_LATENCY must be on, off, or a number >= 0 (got "${opts.env?.LAB_LATENCY}")`);
   const capS = opts.commandTimeoutS ?? (opts.env?.LAB_COMMAND_TIMEOUT ? Number(opts.env.LAB_COMMAND_TIMEOUT) : undefined);
   if (capS !== undefined && !(capS > 0)) throw new UserError(`LAB_COMMAND_TIMEOUT must be a number of seconds > 0 (got "${opts.env?.LAB_COMMAND_TIMEOUT}")`);
 
@@ -128,6 +133,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
     hosts: [...inventory.hosts.map((h) => ({ name: h.name, address: h.address, user: h.user })), ...formerHosts(dir, inventory)],
     faults,
     timeScale,
+    latency,
     hooks: {
       gitRepoPath(url) {
         const gh = githubRepoOf(url);
@@ -161,6 +167,7 @@ export async function startLabSession(inventory: Inventory, opts: LabSessionOpti
     `     hosts ${inventory.hosts.map((h) => h.name).join(', ')}; GitHub ${github.url}; Cloudflare ${cloudflare.url} (edge ${cloudflare.edgeUrl})`,
     ...(armed.run ? [`     faults armed for this run: ${armed.run}`] : []),
     ...(armed.persistent ? [`     faults armed until cleared (npx tsx scripts/lab.ts faults clear): ${armed.persistent}`] : []),
+    ...(latency > 0 ? [`     host commands take as long as on a real node${latency === 1 ? '' : ` x${latency}`} (LAB_LATENCY)`] : []),
   ].join('\n');
 
   const alerts = inventory.monitoring.alerts;

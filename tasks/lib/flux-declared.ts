@@ -9,7 +9,7 @@
 // objects (namespace, namePrefix, nameSuffix, patches, components), a Kustomization with
 // targetNamespace, and `${...}` names are left out rather than guessed.
 import path from 'node:path';
-import YAML from 'yaml';
+import { loadYaml } from './yaml-lazy.ts';
 import type { KubeObject } from './kube.ts';
 
 export interface DeclaredObject {
@@ -49,7 +49,7 @@ const clean = (p: string) => path.posix.normalize(p.replace(/^\.\/?/, '')).repla
 
 function docs(text: string | undefined): KubeObject[] {
   try {
-    return YAML.parseAllDocuments(text ?? '')
+    return loadYaml().parseAllDocuments(text ?? '')
       .map((d) => d.toJS() as KubeObject | null)
       .filter((o): o is KubeObject => !!o && typeof o === 'object' && typeof o.kind === 'string' && !!o.metadata);
   } catch {
@@ -69,7 +69,7 @@ function build(files: Map<string, string>, dir: string, renamed: boolean, seen: 
   if (!kfile) return generated(files, dir, renamed, seen);
   let k: Record<string, unknown>;
   try {
-    k = (YAML.parse(files.get(kfile)!) ?? {}) as Record<string, unknown>;
+    k = (loadYaml().parse(files.get(kfile)!) ?? {}) as Record<string, unknown>;
   } catch {
     return [];
   }

@@ -4,7 +4,7 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import YAML from 'yaml';
+import { loadYaml } from './yaml-lazy.ts';
 import { UserError } from './errors.ts';
 import type { Inventory } from './inventory-types.ts';
 import { conditionOf, readiness, type KubeObject } from './kube.ts';
@@ -126,7 +126,7 @@ export async function installManifest(inv: Inventory, releasesUrl = FLUX_RELEASE
 /** The controllers an install manifest deploys: Deployment name -> image of its first container. */
 export function componentImages(installYaml: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const doc of YAML.parseAllDocuments(installYaml)) {
+  for (const doc of loadYaml().parseAllDocuments(installYaml)) {
     const o = doc.toJS() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: { containers?: { image?: string }[] } } } } | null;
     if (o?.kind !== 'Deployment' || !o.metadata?.name) continue;
     out.set(o.metadata.name, o.spec?.template?.spec?.containers?.[0]?.image ?? '');

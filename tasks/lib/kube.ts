@@ -45,6 +45,32 @@ export function listJson(resource: string, namespace: string): Raw {
   return sh`microk8s kubectl get ${resource} -n ${namespace} -o json`;
 }
 
+/**
+ * The cluster's core objects in one listing, for every task that looks at them (health's nodes and
+ * workloads, join-nodes' nodes, the namespaces and Grafana's Deployment of the seed tasks): a probe
+ * asked by several tasks runs once on the host, and on a real node each `microk8s kubectl` costs
+ * ~0.2 s (a snap, two bash wrappers and a Go binary starting) whatever it lists.
+ */
+export const CORE_OBJECTS = sh`microk8s kubectl get namespaces,nodes,pods,deployments,statefulsets,daemonsets -A -o json`;
+
+let lastCore: { stdout: string; read: KubeRead<KubeObject[]> } | null = null;
+
+/** CORE_OBJECTS' items, parsed once for the tasks that share them. */
+export function parseCoreObjects(out: ProbeOutput | undefined): KubeRead<KubeObject[]> {
+  if (out && out.exitCode === 0 && lastCore?.stdout === out.stdout) return lastCore.read;
+  const read = parseList(out);
+  if (out && out.exitCode === 0) lastCore = { stdout: out.stdout, read };
+  return read;
+}
+
+/** Whether CORE_OBJECTS listed this object: true, false, or why it cannot be told. */
+export function listed(out: ProbeOutput | undefined, kind: string, name: string, namespace?: string): boolean | { error: string } {
+  const r = parseCoreObjects(out);
+  if (r.state === 'error') return { error: r.message };
+  if (r.state !== 'found') return false;
+  return r.object.some((o) => o.kind === kind && o.metadata.name === name && (namespace === undefined || o.metadata.namespace === namespace));
+}
+
 /** Whether an object exists, without reading it (`-o name` prints `kind/name` or nothing). */
 export function exists(resource: string, name: string, namespace?: string): Raw {
   const ns = namespace ? sh`-n ${namespace} ` : sh``;

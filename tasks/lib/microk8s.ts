@@ -156,7 +156,8 @@ export interface ClusterNode {
 
 export function parseNodes(stdout: string): ClusterNode[] {
   const doc = record(JSON.parse(stdout));
-  const items = Array.isArray(doc.items) ? doc.items : doc.kind === 'Node' ? [doc] : [];
+  // A listing of several kinds (lib/kube.ts CORE_OBJECTS) holds more than the nodes.
+  const items = (Array.isArray(doc.items) ? doc.items : doc.kind === 'Node' ? [doc] : []).filter((i) => record(i).kind === 'Node' || record(i).kind === undefined);
   return items.map((item) => {
     const meta = record(record(item).metadata);
     const status = record(record(item).status);

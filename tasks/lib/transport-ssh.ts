@@ -1,4 +1,4 @@
-// The ssh transport: the system's OpenSSH client run through zx, so ~/.ssh/config, agents and
+// The ssh transport: the system's OpenSSH client, so ~/.ssh/config, agents and
 // ProxyJump work as they do in a terminal. One master connection per host (ControlMaster) carries
 // every command; it is opened explicitly, so concurrent first commands share it and a failure to
 // connect is reported once, in ssh's own words plus what to do about it.

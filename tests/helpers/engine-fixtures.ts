@@ -1,6 +1,7 @@
 // Small building blocks for engine tests: an inventory literal, a transport that runs bash here and
 // counts its invocations, and a reporter that records events.
 import { spawnSync } from 'node:child_process';
+import { TransportError } from '../../tasks/lib/errors.ts';
 import type { HostSpec, Inventory } from '../../tasks/lib/inventory-types.ts';
 import type { ExecOptions, ExecResult, Transport } from '../../tasks/lib/transport.ts';
 import type { AnyTask, Secrets } from '../../tasks/lib/task.ts';
@@ -44,7 +45,9 @@ export class CountingTransport implements Transport {
     this.stats.commands++;
     this.scripts.push(script);
     const t0 = Date.now();
-    const r = spawnSync('bash', ['-c', script], { input: opts.input ?? '', encoding: 'utf8' });
+    // Bounded: a script that never ends fails its test instead of hanging the suite.
+    const r = spawnSync('bash', ['-c', script], { input: opts.input ?? '', encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 });
+    if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT') throw new TransportError(this.host, `${this.describe}: timed out`);
     return { stdout: r.stdout, stderr: r.stderr, exitCode: r.status ?? -1, durationMs: Date.now() - t0 };
   }
   async reconnect() {}

@@ -809,17 +809,46 @@ async function settleOnce(world: World, ref: ClusterRef): Promise<void> {
   tickPrometheus(world, ref, env.now);
 }
 
-const settling = new Map<string, Promise<void>>();
+interface Settling {
+  running: Promise<void>;
+  /** Not started yet: it serves every caller that arrives before it starts. */
+  queued: Promise<void> | null;
+  /** The latest caller's view of the cluster, which the queued settle uses. */
+  world: World;
+  ref: ClusterRef;
+}
 
-/** Let the lab's controllers catch up with the clock (serialised per cluster). */
+const settling = new Map<string, Settling>();
+
+/**
+ * Let the lab's controllers catch up with the clock (serialised per cluster). A caller gets a settle
+ * that starts after it asked: the one queued behind the running one, shared by everyone who asks
+ * meanwhile, so probes asking at once (up to four per host) cost one settle, not one each.
+ */
 export function settle(world: World, ref: ClusterRef): Promise<void> {
   const id = ref.cluster.id;
-  const next = (settling.get(id) ?? Promise.resolve()).catch(() => {}).then(() => settleOnce(world, ref));
-  settling.set(id, next);
-  void next.finally(() => {
-    if (settling.get(id) === next) settling.delete(id);
-  }).catch(() => {});
-  return next;
+  const s = settling.get(id);
+  if (!s) {
+    const fresh: Settling = { running: Promise.resolve(), queued: null, world, ref };
+    settling.set(id, fresh);
+    return begin(id, fresh);
+  }
+  s.world = world;
+  s.ref = ref;
+  s.queued ??= s.running.catch(() => {}).then(() => begin(id, s));
+  return s.queued;
+}
+
+function begin(id: string, s: Settling): Promise<void> {
+  s.queued = null;
+  const p = settleOnce(s.world, s.ref);
+  s.running = p;
+  void p
+    .catch(() => {})
+    .then(() => {
+      if (!s.queued && settling.get(id) === s) settling.delete(id);
+    });
+  return p;
 }
 
 /** Run the finalizers of objects kubectl deleted. */

@@ -11,7 +11,7 @@
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import { inResourceNamespaces, monitorNamespaces, selects, type LabelSelector } from './label-selector.ts';
 import { apiUp, memberReady, nodeOf, type ClusterRef } from './microk8s-state.ts';
-import { reach, type Endpoint as NetEndpoint } from './network.ts';
+import { reach, withNetworkView, type Endpoint as NetEndpoint } from './network.ts';
 import type { LabPod } from './pods.ts';
 import type { Labels } from './promql.ts';
 import { endpointNodes, serviceEndpoints, type Endpoint } from './service-endpoints.ts';
@@ -408,6 +408,10 @@ export interface Discovery {
 
 /** What a Prometheus' service discovery and relabeling make of the cluster now. */
 export function scrapeTargets(world: World, ref: ClusterRef, pods: LabPod[], server: PrometheusServer): Discovery {
+  return withNetworkView(world, ref, () => discover(world, ref, pods, server));
+}
+
+function discover(world: World, ref: ClusterRef, pods: LabPod[], server: PrometheusServer): Discovery {
   const store = ref.cluster.kube;
   const cx: Context = { world, ref, store, pods, server };
   const out: ScrapeTarget[] = [];

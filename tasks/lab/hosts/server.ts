@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Transport } from '../../lib/transport.ts';
 import { Faults } from '../faults.ts';
 import { LabTransport } from '../transport-lab.ts';
+import { commandCost, NodeCores, spend } from './latency.ts';
 import { osCommands } from './os.ts';
 import { syncSnapBin, writeBaseShims } from './shims.ts';
 import type {
@@ -40,6 +41,9 @@ export interface StartLabHostsOptions {
   faults?: Faults;
   /** Scale for simulated waits (1 = the lab's short defaults, 0 = no waiting). */
   timeScale?: number;
+  /** Scale of what each command costs on a real node (latency.ts; LAB_LATENCY): 0 (default) answers
+   *  at once, 1 answers when a real node would. */
+  latency?: number;
   hooks?: WorldHooks;
 }
 
@@ -57,6 +61,8 @@ export interface LabHosts {
   /** The OS commands every host has (the head of PATH). */
   readonly binDir: string;
   readonly world: World;
+  /** The scale of the latency model in force (0: commands answer at once). */
+  readonly latency: number;
   register(name: string, fn: SimCommand, opts: CommandOptions): void;
   onSnap(snap: string, hooks: SnapHooks): void;
   /** Every command run through the lab since the start (or resetRecords), oldest first. */
@@ -103,6 +109,8 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
   const records: CommandRecord[] = [];
   const locks = new Map<string, Promise<unknown>>();
   const timeScale = opts.timeScale ?? 1;
+  const latency = opts.latency ?? 0;
+  const cores = new Map<string, NodeCores>();
 
   const world: World = {
     hosts,
@@ -139,6 +147,7 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
   for (const h of Object.values(hosts)) syncSnaps(h);
 
   async function dispatch(req: Request, waitForClose: Promise<void>): Promise<CommandResult | 'need-stdin' | null> {
+    const arrived = performance.now();
     const host = hosts[req.host];
     if (!host) return { stdout: '', stderr: `lab: no simulated host "${req.host}"\n`, exitCode: 255 };
     const argv = req.argv;
@@ -185,7 +194,13 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
       world.save(host);
       syncSnaps(host);
     }
-    records.push({ host: host.name, user: req.user, argv, exitCode: result.exitCode, mutating, at: Date.now() });
+    const cost = commandCost(argv, result);
+    records.push({ host: host.name, user: req.user, argv, exitCode: result.exitCode, mutating, at: Date.now(), realMs: Math.round(cost.cpuMs + cost.waitMs) });
+    if (latency > 0) {
+      let c = cores.get(host.name);
+      if (!c) cores.set(host.name, (c = new NodeCores()));
+      await spend(c, cost, latency, performance.now() - arrived);
+    }
     return result;
   }
 
@@ -248,6 +263,7 @@ export async function startLabHosts(opts: StartLabHostsOptions): Promise<LabHost
     url,
     binDir,
     world,
+    latency,
     register(name, fn, o) {
       register(name, fn, o);
       if (o.snap) for (const h of Object.values(hosts)) syncSnaps(h);

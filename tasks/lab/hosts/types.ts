@@ -91,6 +91,8 @@ export interface CommandRecord {
   exitCode: number;
   mutating: boolean;
   at: number;
+  /** What it would have taken on a real node (latency.ts), waited out or not. */
+  realMs: number;
 }
 
 export interface CommandOptions {
