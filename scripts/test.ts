@@ -44,16 +44,21 @@ const strip = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 function runFile(file: string): Promise<Result> {
   const t0 = Date.now();
+  // Each file gets a temporary directory of its own (TMPDIR, which os.tmpdir() reads), removed when
+  // it ends: the suites make thousands of lab work directories, and one killed or failing half-way
+  // must not leave them in /tmp run after run.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hl-test-'));
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(testsDir, file)], {
       cwd: root,
-      env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+      env: { ...process.env, TMPDIR: tmp, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     child.on('close', (code, signal) => {
+      fs.rmSync(tmp, { recursive: true, force: true });
       const ms = Date.now() - t0;
       const plain = strip(out);
       const sum = (label: string) => [...plain.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
