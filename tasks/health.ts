@@ -30,13 +30,16 @@ import {
   type HealthProblem,
 } from './lib/health.ts';
 
-export type HealthChange = Change & { kind: 'health'; settling: boolean; restart?: MeshProblem['restart'] };
+export type HealthChange = Change & { kind: 'health'; settling: boolean; settleMs?: number; restart?: MeshProblem['restart'] };
 
 export interface HealthOptions {
   /** How long `run` waits for what is still starting (default 5 minutes). */
   waitMs?: number;
   /** How often it looks again meanwhile (default 2 s). */
   pollMs?: number;
+  /** How long it waits for a firing alert or a down target to recover (default: what Prometheus
+   *  needs to see a fix, ALERT_SETTLE_MS and targetSettleMs; never more than waitMs). */
+  settleMs?: number;
 }
 
 function probe() {
@@ -75,6 +78,7 @@ function check(facts: Facts, inv: Inventory): HealthChange[] {
   return problems(facts.probe, inv).map((h) => ({
     kind: 'health',
     settling: h.settling,
+    ...('settleMs' in h && h.settleMs !== undefined ? { settleMs: h.settleMs } : {}),
     summary: `${h.subject}: ${h.state}`,
     ...('restart' in h && h.restart ? { restart: h.restart } : {}),
   }));
@@ -96,10 +100,13 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
     ctx.progress(`restarting ${r.kind.toLowerCase()} ${r.namespace}/${r.name} so that its pods join the mesh`);
     await ctx.run(sh`microk8s kubectl rollout restart ${`${r.kind.toLowerCase()}/${r.name}`} -n ${r.namespace}`);
   }
+  // What is still worth waiting for: each settling problem for at most its own time (a firing alert
+  // or a down target: until Prometheus could have seen a fix), all within the run's whole wait.
+  const waitable = (c: HealthChange) => c.settling && Date.now() - t0 < Math.min(waitMs, c.settleMs === undefined ? waitMs : (opts.settleMs ?? c.settleMs));
   // A restarted workload's pods are being replaced: look again at once, and wait while they start.
   let restarted = changes.some((c) => c.restart);
-  while ((restarted || pending.some((c) => c.settling)) && Date.now() - t0 < waitMs) {
-    const first = pending.find((c) => c.settling);
+  while (restarted || pending.some(waitable)) {
+    const first = pending.find(waitable);
     const more = pending.length > 1 ? ` (+${pending.length - 1} more)` : '';
     const what = restarted || !first ? 'the restarted workloads\' new pods' : `${first.summary}${more}`;
     restarted = false;

@@ -8,6 +8,7 @@ import type { Inventory } from '../tasks/lib/inventory-types.ts';
 import type { ProbeOutput } from '../tasks/lib/task.ts';
 import health, { healthTask, problems, type HealthChange } from '../tasks/health.ts';
 import type { ApplyContext } from '../tasks/lib/task.ts';
+import { ALERT_SETTLE_MS } from '../tasks/lib/health.ts';
 
 const inv = {
   hosts: [{ name: 'node1', address: '192.168.1.10' }, { name: 'node2', address: '192.168.1.11' }],
@@ -131,14 +132,14 @@ read('a NotReady node, with the kubelet\'s reason', () => {
 });
 
 read('a target down names the node by its address and gives Prometheus\' lastError; one not scraped yet is settling', () => {
-  const targets = structuredClone(healthyTargets);
-  targets.data.activeTargets[1].health = 'down';
-  targets.data.activeTargets[1].lastError = 'Get "http://192.168.1.11:9100/metrics": context deadline exceeded';
+  const targets = structuredClone(healthyTargets) as { data: { activeTargets: Record<string, unknown>[] } };
+  Object.assign(targets.data.activeTargets[1], { health: 'down', lastError: 'Get "http://192.168.1.11:9100/metrics": context deadline exceeded', scrapeInterval: '1m', scrapeTimeout: '20s' });
   targets.data.activeTargets.push({ labels: { job: 'kube-state-metrics', instance: '10.1.101.7:8080' }, scrapeUrl: 'http://10.1.101.7:8080/metrics', lastError: '', health: 'unknown' });
   const p = problems(facts({ targets: ok(targets) }), inv);
-  assert.equal(p.map((x) => [`${x.subject}: ${x.state}`, x.settling]), [
-    ['target node-exporter on node2: down (Get "http://192.168.1.11:9100/metrics": context deadline exceeded)', false],
-    ['target kube-state-metrics at 10.1.101.7:8080: not scraped yet', true],
+  assert.equal(p.map((x) => [`${x.subject}: ${x.state}`, x.settling, 'settleMs' in x ? x.settleMs : undefined]), [
+    // Down at its last scrape: the next one, a scrape interval later, may find it fixed.
+    ['target node-exporter on node2: down (Get "http://192.168.1.11:9100/metrics": context deadline exceeded)', true, 85_000],
+    ['target kube-state-metrics at 10.1.101.7:8080: not scraped yet', true, undefined],
   ]);
 });
 
@@ -174,18 +175,21 @@ read.run();
 
 const run = suite('health: run waits for what is starting, then reports what is left, once');
 
-/** An apply context whose commands answer from a script of probe rounds (one round = 3 commands). */
+/** An apply context whose commands answer from a script of probe rounds (a round starts with the
+ *  listing of the cluster's objects; the round before the first look is rounds[0]). */
 function context(rounds: Record<string, ProbeOutput>[]) {
   const progress: string[] = [];
   let calls = 0;
+  let looks = 0;
   const ctx = {
     inventory: inv,
     progress: (m: string) => progress.push(m),
     run: async (script: { text: string }) => {
-      const round = rounds[Math.min(Math.floor(calls / 3), rounds.length - 1)];
       calls++;
-      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : 'objects';
-      return round[name];
+      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : script.text.includes('/api/v1/query') ? 'notifications' : 'objects';
+      if (name === 'objects') looks++;
+      const round = rounds[Math.min(looks, rounds.length - 1)];
+      return round[name] ?? ok({ status: 'success', data: { result: [] } });
     },
   } as unknown as ApplyContext;
   return { ctx, progress, calls: () => calls };
@@ -214,6 +218,45 @@ run('something that never settles: bounded, then one failure naming it', async (
     assert.match((e as Error).message, /^the homelab is not healthy \(1 problem; no task changes these by itself\):\n  workload monitoring\/grafana: 0\/1 ready: Pending \(starting\)\n/);
   }
   assert.ok(Date.now() - t0 < 3000, 'bounded by waitMs');
+});
+
+// A firing alert may be about what the run (or the run before it) just fixed: Prometheus sees the fix
+// only at its next scrape and evaluation, so the alert outlives its cause by up to a minute.
+const firing = (name: string) => {
+  const alerts = structuredClone(onlyWatchdog) as { status: string; data: { alerts: object[] } };
+  alerts.data.alerts.push({ labels: { alertname: name, severity: 'warning', name: 'apps' }, annotations: { summary: 'Flux Kustomization flux-system/apps is not ready' }, state: 'firing', activeAt: '2026-12-02T21:37:06Z' });
+  return ok(alerts);
+};
+
+run('a firing alert whose cause was just fixed: waited for until Prometheus drops it, no error', async () => {
+  const stale = facts({ objects: [readyNode('node1')], alerts: firing('FluxReconciliationFailing') });
+  const c = context([stale, stale, facts({ objects: [readyNode('node1')] })]);
+  await healthTask({ waitMs: 5000, pollMs: 1 }).apply(c.ctx, changesOf(stale));
+  assert.match(c.progress[0], /^waiting for the homelab to settle \(\d+s\): alert FluxReconciliationFailing \{name=apps\}: firing \(warning\)/);
+  assert.ok(c.calls() >= 8, 'it looked twice');
+});
+
+run('an alert that keeps firing: waited for no longer than an evaluation could take, then named', async () => {
+  const stale = facts({ objects: [readyNode('node1')], alerts: firing('FluxReconciliationFailing') });
+  const c = context([stale]);
+  const t0 = Date.now();
+  try {
+    await healthTask({ waitMs: 60_000, pollMs: 10, settleMs: 150 }).apply(c.ctx, changesOf(stale));
+    assert.unreachable('it must fail');
+  } catch (e) {
+    assert.match((e as Error).message, /^the homelab is not healthy \(1 problem; no task changes these by itself\):\n  alert FluxReconciliationFailing \{name=apps\}: firing \(warning\) since 2026-12-02T21:37:06Z: Flux Kustomization flux-system\/apps is not ready\n/);
+  }
+  assert.ok(Date.now() - t0 < 10_000, 'bounded by the alert\'s settle time, not the whole wait');
+  assert.ok(ALERT_SETTLE_MS >= 60_000, 'a scrape and an evaluation interval (30 s each) fit in the default');
+});
+
+run('a target down at its last scrape, up at the next one (its firewall just fixed): waited for, no error', async () => {
+  const targets = structuredClone(healthyTargets) as { data: { activeTargets: Record<string, unknown>[] } };
+  Object.assign(targets.data.activeTargets[1], { health: 'down', lastError: 'context deadline exceeded', scrapeInterval: '30s', scrapeTimeout: '10s' });
+  const down = facts({ objects: [readyNode('node1')], targets: ok(targets) });
+  const c = context([down, facts({ objects: [readyNode('node1')] })]);
+  await healthTask({ waitMs: 60_000, pollMs: 1 }).apply(c.ctx, changesOf(down));
+  assert.match(c.progress[0], /^waiting for the homelab to settle \(\d+s\): target node-exporter on node2: down/);
 });
 
 run('only lasting problems: reported at once, nothing is waited for', async () => {

@@ -6,7 +6,7 @@
 import type { ProbeOutput } from './task.ts';
 import type { Alerts } from './inventory-types.ts';
 import { kubeFailure, type Condition, type KubeObject } from './kube.ts';
-import { ALERTMANAGER, destinationsByIntegration } from './alerting.ts';
+import { ALERTMANAGER, destinationsByIntegration, durationSeconds } from './alerting.ts';
 
 /** The chart's Prometheus Service and its web port (kube-prometheus-stack, release kube-prometheus-stack). */
 export const PROMETHEUS = { namespace: 'monitoring', service: 'kube-prometheus-stack-prometheus', port: 'http-web' } as const;
@@ -25,7 +25,18 @@ export interface HealthProblem {
   state: string;
   /** Still starting (a pod being created, a target not scraped yet): worth waiting for a moment. */
   settling: boolean;
+  /** At most how long a run waits for it to settle, when less than the run's whole wait. */
+  settleMs?: number;
 }
+
+/**
+ * How long a firing alert may outlive what caused it. Prometheus sees a fix only at its next scrape
+ * and drops the alert at the next evaluation after that (kube-prometheus-stack: scrape and
+ * evaluation interval 30 s each; prometheus/prometheus rules/alerting.go: a firing alert whose
+ * expression no longer returns it is resolved at that evaluation). A run that has just fixed
+ * something, or follows one that did, waits this long for such alerts before it calls them problems.
+ */
+export const ALERT_SETTLE_MS = 90_000;
 
 type Dict = Record<string, unknown>;
 
@@ -140,6 +151,20 @@ interface Target {
   scrapeUrl?: string;
   lastError?: string;
   health?: 'up' | 'down' | 'unknown';
+  /** Go durations, as the targets API gives them (`30s`, `10s`). */
+  scrapeInterval?: string;
+  scrapeTimeout?: string;
+}
+
+/**
+ * How long a down target may stay down after its cause is gone: the targets API shows the last
+ * scrape (prometheus/prometheus scrape/target.go: health and lastError are set when a scrape ends),
+ * and the next one comes a scrape interval later and takes up to the scrape timeout. A run waits
+ * that long, and a little more, before it calls the target down.
+ */
+export function targetSettleMs(t: Target): number {
+  const seconds = (d: string | undefined, fallback: number) => (d && durationSeconds(d) > 0 ? durationSeconds(d) : fallback);
+  return (seconds(t.scrapeInterval, 30) + seconds(t.scrapeTimeout, 10) + 5) * 1000;
 }
 
 /** `192.168.1.11:9100` -> `node2` when the address is an inventory host's. */
@@ -168,7 +193,8 @@ export function targetProblems(targets: Target[], hostsByAddress: Map<string, st
     const job = t.labels?.job ?? t.scrapeUrl ?? 'target';
     const subject = `target ${job}${where(t, hostsByAddress)}`;
     if (t.health === 'unknown' || !t.health) out.push({ subject, state: 'not scraped yet', settling: true });
-    else out.push({ subject, state: `down (${t.lastError || 'no error given'})`, settling: false });
+    // It may be about something just fixed, which Prometheus has not scraped since (targetSettleMs).
+    else out.push({ subject, state: `down (${t.lastError || 'no error given'})`, settling: true, settleMs: targetSettleMs(t) });
   }
   return out;
 }
@@ -194,7 +220,9 @@ export function alertProblems(alerts: Alert[]): HealthProblem[] {
     out.push({
       subject: `alert ${name}${about ? ` {${about}}` : ''}`,
       state: `firing${a.labels?.severity ? ` (${a.labels.severity})` : ''}${a.activeAt ? ` since ${a.activeAt}` : ''}${summary ? `: ${quoteMessage(summary)}` : ''}`,
-      settling: false,
+      // It may be about something just fixed, which Prometheus has not seen yet (ALERT_SETTLE_MS).
+      settling: true,
+      settleMs: ALERT_SETTLE_MS,
     });
   }
   return out;
