@@ -10,8 +10,10 @@ import path from 'node:path';
 import { SKIP_PREFIX } from '../tests/helpers/skip.ts';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const testsDir = path.join(root, 'tests');
-const timingsFile = path.join(root, '.tasks', 'test-times.json');
+// HOMELAB_TESTS_DIR: another directory of suites (tests/test-runner.test.ts runs the runner on its own
+// fixtures); their timings are not kept.
+const testsDir = process.env.HOMELAB_TESTS_DIR ? path.resolve(process.env.HOMELAB_TESTS_DIR) : path.join(root, 'tests');
+const timingsFile = process.env.HOMELAB_TESTS_DIR ? path.join(testsDir, '.test-times.json') : path.join(root, '.tasks', 'test-times.json');
 const pattern = new RegExp(process.argv[2] ?? '\\.test\\.ts$');
 const jobs = Math.max(1, Number(process.env.TEST_JOBS) || os.availableParallelism());
 
