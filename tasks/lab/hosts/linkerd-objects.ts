@@ -9,6 +9,7 @@
 // policy objects viz adds are left out: nothing in the lab reads them.
 import { createHash, randomBytes } from 'node:crypto';
 import type { KubeObject } from './kube-store.ts';
+import { customResourceDefinition, kubeObject } from './kube-objects.ts';
 
 type Dict = Record<string, unknown>;
 
@@ -148,21 +149,12 @@ export function trustRootSha256(pem: string): string {
   return createHash('sha256').update(pem).digest('hex');
 }
 
-function obj(apiVersion: string, kind: string, name: string, namespace: string | undefined, rest: Dict = {}, labels?: Record<string, string>, annotations?: Record<string, string>): KubeObject {
-  return { apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}), ...(labels ? { labels } : {}), ...(annotations ? { annotations } : {}) }, ...rest };
-}
+const obj = kubeObject;
 
 const CREATED_BY = { 'linkerd.io/created-by': `linkerd/cli ${LINKERD_VERSION}` };
 
 function crd(group: string, kind: string, plural: string, versions: string[]): KubeObject {
-  return obj('apiextensions.k8s.io/v1', 'CustomResourceDefinition', `${plural}.${group}`, undefined, {
-    spec: {
-      group,
-      names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase() },
-      scope: 'Namespaced',
-      versions: versions.map((v, i) => ({ name: v, served: true, storage: i === versions.length - 1, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } })),
-    },
-  }, { 'linkerd.io/control-plane-ns': LINKERD_NS });
+  return customResourceDefinition(group, kind, plural, versions, { 'linkerd.io/control-plane-ns': LINKERD_NS });
 }
 
 /** `linkerd install --crds` (charts/linkerd-crds/templates). */

@@ -16,6 +16,7 @@ import {
   type KubeStore,
 } from './kube-store.ts';
 import { deletedLine } from './kube-output.ts';
+import { customResourceDefinition, kubeObject } from './kube-objects.ts';
 import { COMMUNITY_ADDONS, COMMUNITY_DIR, isCommunityAddon } from './microk8s-community.ts';
 import { LINKERD_VERSION, linkerdControlPlane, linkerdCrds, linkerdViz, trustAnchorsPem } from './linkerd-objects.ts';
 import {
@@ -123,9 +124,7 @@ export function isEnabled(c: ClusterState, name: string): boolean {
 
 type Dict = Record<string, unknown>;
 
-function obj(apiVersion: string, kind: string, name: string, namespace?: string, rest: Dict = {}, labels?: Record<string, string>): KubeObject {
-  return { apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}), ...(labels ? { labels } : {}) }, ...rest };
-}
+const obj = (apiVersion: string, kind: string, name: string, namespace?: string, rest: Dict = {}, labels?: Record<string, string>) => kubeObject(apiVersion, kind, name, namespace, rest, labels);
 
 function deployment(name: string, ns: string, image: string, labels: Record<string, string>, replicas = 1): KubeObject {
   return obj('apps/v1', 'Deployment', name, ns, {
@@ -143,16 +142,7 @@ function daemonSet(name: string, ns: string, image: string, labels: Record<strin
   }, labels);
 }
 
-function crd(group: string, kind: string, plural: string, versions: string[]): KubeObject {
-  return obj('apiextensions.k8s.io/v1', 'CustomResourceDefinition', `${plural}.${group}`, undefined, {
-    spec: {
-      group,
-      names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase() },
-      scope: 'Namespaced',
-      versions: versions.map((v, i) => ({ name: v, served: true, storage: i === versions.length - 1, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } })),
-    },
-  });
-}
+const crd = customResourceDefinition;
 
 const RBAC = 'rbac.authorization.k8s.io/v1';
 
