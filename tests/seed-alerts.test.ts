@@ -168,6 +168,34 @@ lab('the Secrets hold what Alertmanager and Flux read; Flux applied its Provider
   assert.equal(alerts.map((a) => a.metadata.name).sort(), ['alertmanager', 'webhook']);
 });
 
+async function onNode1(ctx: LabCtx, script: string): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const i = loadInventory(ctx.w.file);
+  const l = await startLabSession(i);
+  try {
+    const r = await l.transportFor(i.hosts[0]).exec(script, { sudo: true });
+    ctx.seen.push(r.stdout, r.stderr);
+    return r;
+  } finally {
+    await l.close();
+  }
+}
+
+lab('`alert-test --lab`: Alertmanager delivers through its egress policy; without it the send fails, its log says why, and no URL shows', async (ctx) => {
+  const ok = await run(ctx, ['alert-test']);
+  assert.is(ok.code, 0, ok.text());
+  assert.match(ok.text(), /  webhook \(webhook, ntfy\): delivered\n/);
+  const del = await onNode1(ctx, 'microk8s kubectl delete networkpolicy allow-alertmanager-to-destinations -n monitoring');
+  assert.is(del.exitCode, 0, del.stderr);
+  const failed = await run(ctx, ['alert-test', '--severity', 'warning']);
+  assert.is(failed.code, 1, failed.text());
+  assert.match(failed.text(), /  webhook \(webhook, ntfy\): failed: Alertmanager gave up after its retries\n/);
+  const logs = await onNode1(ctx, 'microk8s kubectl logs -n monitoring alertmanager-kube-prometheus-stack-alertmanager-0 -c alertmanager');
+  assert.match(logs.stdout, /level=ERROR msg="Notify for alerts failed" component=dispatcher num_alerts=1 err="warning\/webhook\[\d\]: notify retry canceled after 1 attempts: Post \\"<redacted>\\": dial tcp [\d.]+:443: i\/o timeout \(lab: NetworkPolicy monitoring\/default-deny isolates pod monitoring\/alertmanager-kube-prometheus-stack-alertmanager-0 for egress/);
+  const metrics = await onNode1(ctx, 'microk8s kubectl get --raw /api/v1/namespaces/monitoring/services/kube-prometheus-stack-alertmanager:http-web/proxy/metrics');
+  assert.match(metrics.stdout, /^alertmanager_notifications_failed_total\{integration="webhook",reason="other"\} [1-9]/m);
+  // (Flux puts the policy back at its next reconcile of monitoring-configs.)
+});
+
 lab('a changed URL: check reports it (exit 2), run rewrites the Secrets, then all is converged', async (ctx) => {
   const c = await run(ctx, ['check', 'all'], ROTATED);
   assert.is(c.code, 2, c.text());

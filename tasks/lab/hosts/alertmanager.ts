@@ -5,11 +5,19 @@
 // inhibit/inhibit.go: a firing source alert matching source_matchers inhibits the alerts matching
 // target_matchers that agree with it on every `equal` label). What it shows is what it was sent
 // last, not a store of its own: resolved alerts are gone at once rather than after resolve_timeout.
+// Alerts posted to its API (POST /api/v2/alerts, as `tasks alert-test` does) are kept until their
+// endsAt. Notifications: each alert group is sent once its route's group_wait has passed (repeat
+// and group intervals are not modelled: a group is notified once), to every integration of its
+// receiver. A send succeeds when the Alertmanager pod reaches the destination's host and port
+// through the network model (NetworkPolicy egress and the hosts' firewalls); the lab's internet
+// takes any request that arrives. Alertmanager's own counters (notify/notify.go Metrics) say what
+// happened, on GET /metrics.
 import YAML from 'yaml';
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import type { ClusterRef } from './microk8s-state.ts';
 import type { LabPod } from './pods.ts';
 import { fingerprint, labDuration, type PrometheusView } from './prometheus.ts';
+import { durationSeconds } from '../../lib/alerting.ts';
 import { containerState, flows } from './prometheus-targets.ts';
 import type { Labels } from './promql.ts';
 import { endpointNodes, serviceEndpoints } from './service-endpoints.ts';
@@ -34,11 +42,18 @@ interface Route {
   receiver?: string;
   matchers?: string[];
   continue?: boolean;
+  group_wait?: string;
   routes?: Route[];
+}
+
+interface Receiver {
+  name: string;
+  [integrationKey: string]: unknown;
 }
 
 interface AmConfig {
   route?: Route;
+  receivers?: Receiver[];
   inhibit_rules?: { source_matchers?: string[]; target_matchers?: string[]; equal?: string[] }[];
 }
 
@@ -59,8 +74,14 @@ function matchAll(list: string[] | undefined, l: Labels): boolean {
 }
 
 function receiverOf(route: Route | undefined, l: Labels): string {
-  for (const r of route?.routes ?? []) if (matchAll(r.matchers, l)) return r.receiver ?? route?.receiver ?? '';
-  return route?.receiver ?? '';
+  return routeOf(route, l).receiver;
+}
+
+/** The first matching child route (dispatch/route.go; a child inherits what it does not set). */
+function routeOf(route: Route | undefined, l: Labels): { receiver: string; groupWait: string } {
+  const groupWait = route?.group_wait ?? '30s';
+  for (const r of route?.routes ?? []) if (matchAll(r.matchers, l)) return { receiver: r.receiver ?? route?.receiver ?? '', groupWait: r.group_wait ?? groupWait };
+  return { receiver: route?.receiver ?? '', groupWait };
 }
 
 /** The configuration an Alertmanager runs with (the Secret its resource names, by default
@@ -94,6 +115,27 @@ function sendsTo(world: World, ref: ClusterRef, pods: LabPod[], view: Prometheus
 
 /** What GET /api/v2/alerts on this Alertmanager pod answers now. */
 export function alertmanagerAlerts(world: World, ref: ClusterRef, pods: LabPod[], views: PrometheusView[], am: KubeObject, pod: LabPod, now: number): GettableAlert[] {
+  const fromPrometheus = prometheusAlerts(world, ref, pods, views, am, pod, now);
+  if (!containerState(pod, 'alertmanager').running) return [];
+  const config = configOf(ref.cluster.kube, am);
+  const seen = new Set(fromPrometheus.map((a) => a.fingerprint));
+  const posted = Object.entries(memoryOf(ref.cluster.kube, am).posted)
+    .filter(([id, a]) => !seen.has(id) && Date.parse(a.startsAt) <= now && now < Date.parse(a.endsAt))
+    .map(([id, a]) => ({
+      annotations: a.annotations,
+      endsAt: a.endsAt,
+      fingerprint: id,
+      receivers: [{ name: receiverOf(config.route, a.labels) }],
+      startsAt: a.startsAt,
+      status: { inhibitedBy: [], silencedBy: [], mutedBy: [], state: 'active' as const },
+      updatedAt: iso(a.postedAt),
+      generatorURL: a.generatorURL ?? '',
+      labels: a.labels,
+    }));
+  return [...fromPrometheus, ...posted].sort((x, y) => x.fingerprint.localeCompare(y.fingerprint));
+}
+
+function prometheusAlerts(world: World, ref: ClusterRef, pods: LabPod[], views: PrometheusView[], am: KubeObject, pod: LabPod, now: number): GettableAlert[] {
   if (!containerState(pod, 'alertmanager').running) return [];
   const config = configOf(ref.cluster.kube, am);
   const firing = views
@@ -127,4 +169,171 @@ export function alertmanagerAlerts(world: World, ref: ClusterRef, pods: LabPod[]
       };
     })
     .sort((x, y) => x.fingerprint.localeCompare(y.fingerprint));
+}
+
+// ---- the API's alerts and the notifications -----------------------------------------------------
+
+interface PostedAlert {
+  labels: Labels;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+  generatorURL?: string;
+  postedAt: number;
+}
+
+interface Counters {
+  requests: number;
+  failedRequests: number;
+  notifications: number;
+  failed: number;
+}
+
+interface Memory {
+  posted: Record<string, PostedAlert>;
+  /** When each alert (by fingerprint and receiver) was first seen, and whether it was notified. */
+  seen: Record<string, { at: number; notified: boolean }>;
+  counters: Record<string, Counters>;
+  /** What the alertmanager container logged about notifications (the last 50 lines). */
+  log?: string[];
+}
+
+function memoryOf(store: KubeStore, am: KubeObject): Memory {
+  const all = ((store as { alertmanager?: Record<string, Memory> }).alertmanager ??= {});
+  return (all[`${am.metadata.namespace}/${am.metadata.name}`] ??= { posted: {}, seen: {}, counters: {} });
+}
+
+/** POST /api/v2/alerts (api/v2/openapi.yaml postableAlerts): a JSON array of alerts with labels;
+ *  startsAt defaults to now and endsAt to resolve_timeout (5m) on. 400 for anything else. */
+export function postAlerts(ref: ClusterRef, am: KubeObject, body: string, now: number): { status: number; body: string } {
+  let list: unknown;
+  try {
+    list = JSON.parse(body);
+  } catch (e) {
+    return { status: 400, body: JSON.stringify({ code: 400, message: `parsing alerts body from "" failed, because ${(e as Error).message}` }) };
+  }
+  if (!Array.isArray(list) || list.some((a) => typeof a !== 'object' || a === null || typeof (a as Dict).labels !== 'object')) {
+    return { status: 422, body: JSON.stringify({ code: 602, message: 'labels in body is required' }) };
+  }
+  const mem = memoryOf(ref.cluster.kube, am);
+  for (const a of list as Dict[]) {
+    const labels = a.labels as Labels;
+    const startsAt = typeof a.startsAt === 'string' ? a.startsAt : iso(now);
+    const endsAt = typeof a.endsAt === 'string' ? a.endsAt : iso(Date.parse(startsAt) + 5 * 60_000);
+    mem.posted[fingerprint(labels)] = { labels, annotations: (a.annotations as Record<string, string>) ?? {}, startsAt, endsAt, generatorURL: a.generatorURL as string | undefined, postedAt: now };
+  }
+  for (const [id, a] of Object.entries(mem.posted)) if (Date.parse(a.endsAt) < now - 60 * 60_000) delete mem.posted[id];
+  return { status: 200, body: '' };
+}
+
+/** Alertmanager's integrations (notify/notify.go NewMetrics) and the receiver keys that use them. */
+const INTEGRATIONS: Record<string, string> = {
+  email_configs: 'email', pagerduty_configs: 'pagerduty', wechat_configs: 'wechat', pushover_configs: 'pushover', slack_configs: 'slack',
+  opsgenie_configs: 'opsgenie', webhook_configs: 'webhook', victorops_configs: 'victorops', sns_configs: 'sns', telegram_configs: 'telegram',
+  discord_configs: 'discord', webex_configs: 'webex', msteams_configs: 'msteams', msteamsv2_configs: 'msteamsv2', jira_configs: 'jira', rocketchat_configs: 'rocketchat',
+};
+/** notify/notify.go possibleFailureReasonCategory. */
+const REASONS = ['other', 'clientError', 'serverError'];
+/** Fixed endpoints of integrations whose URL is not configured. */
+const FIXED_HOST: Record<string, string> = { pushover: 'api.pushover.net:443' };
+/** Where the lab's internet answers: any public address will do (lab Cloudflare's is 104.16.0.1). */
+const INTERNET_ADDRESS = '203.0.113.80';
+
+/** A `*_file` value from the Secret the Alertmanager resource mounts under /etc/alertmanager/secrets/. */
+function fileValue(store: KubeStore, am: KubeObject, path: string): string | null {
+  const m = /^\/etc\/alertmanager\/secrets\/([^/]+)\/(.+)$/.exec(path);
+  if (!m || !((((am.spec ?? {}) as Dict).secrets as string[]) ?? []).includes(m[1])) return null;
+  const data = (store.objects[`/Secret/${am.metadata.namespace}/${m[1]}`]?.data ?? {}) as Record<string, string>;
+  return data[m[2]] === undefined ? null : Buffer.from(data[m[2]], 'base64').toString('utf8').trim();
+}
+
+/** host:port a config sends to, or why it cannot (a file that is not there: Alertmanager would not load). */
+function destinationOf(store: KubeStore, am: KubeObject, integration: string, c: Dict): { host: string; port: number } | null {
+  if (integration === 'email') {
+    const [host, port] = String(c.smarthost ?? '').split(':');
+    return host ? { host, port: Number(port) || 25 } : null;
+  }
+  const urlKey = Object.keys(c).find((k) => /(^|_)url(_file)?$/.test(k));
+  let url = urlKey ? String(c[urlKey]) : '';
+  if (urlKey?.endsWith('_file')) url = fileValue(store, am, url) ?? '';
+  if (!url && FIXED_HOST[integration]) url = `https://${FIXED_HOST[integration]}`;
+  try {
+    const u = new URL(url);
+    return { host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)) };
+  } catch {
+    return null;
+  }
+}
+
+/** Sends what is due: each active alert, once its route's group_wait has passed since it was first
+ *  seen, to each integration of its receiver, counted as Alertmanager counts it. */
+function notifyDue(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, alerts: GettableAlert[], now: number): void {
+  const store = ref.cluster.kube;
+  const mem = memoryOf(store, am);
+  const config = configOf(store, am);
+  const active = new Set<string>();
+  for (const a of alerts) {
+    if (a.status.state !== 'active') continue;
+    const { receiver, groupWait } = routeOf(config.route, a.labels);
+    const id = `${a.fingerprint}/${receiver}`;
+    active.add(id);
+    const s = (mem.seen[id] ??= { at: now, notified: false });
+    if (s.notified || now - s.at < labDuration(world, durationSeconds(groupWait) * 1000)) continue;
+    s.notified = true;
+    const r = (config.receivers ?? []).find((x) => x.name === receiver);
+    for (const [key, integration] of Object.entries(INTEGRATIONS)) {
+      for (const c of (r?.[key] as Dict[] | undefined) ?? []) {
+        const n = (mem.counters[integration] ??= { requests: 0, failedRequests: 0, notifications: 0, failed: 0 });
+        n.notifications++;
+        n.requests++;
+        const to = destinationOf(store, am, integration, c);
+        const address = to && /^\d+\.\d+\.\d+\.\d+$/.test(to.host) ? to.host : INTERNET_ADDRESS;
+        const verdict = to ? flows.reach(world, ref, { kind: 'pod', pod }, { kind: 'external', address, name: to.host }, to.port) : { ok: false, why: 'no destination in its configuration' };
+        if (!verdict.ok) {
+          // Retries end with the group's deadline; the lab gives up at once. The words are
+          // notify/notify.go RetryStage's and dispatch/dispatch.go's; a URL read from a file is
+          // redacted in errors, as Alertmanager does.
+          n.failedRequests++;
+          n.failed++;
+          const index = ((r?.[key] as Dict[]) ?? []).indexOf(c);
+          const err = `Post \\"<redacted>\\": dial tcp ${address}:${to?.port ?? 443}: i/o timeout (lab: ${verdict.why ?? 'unreachable'})`;
+          const at = iso(now);
+          const group = `{}/{}:{alertname=\\"${a.labels.alertname ?? ''}\\"}`;
+          mem.log = [
+            ...(mem.log ?? []),
+            `time=${at} level=WARN msg="Notify attempt failed, will retry later" component=dispatcher receiver=${receiver} integration=${integration}[${index}] aggrGroup="${group}" attempts=1 err="${err}"`,
+            `time=${at} level=ERROR msg="Notify for alerts failed" component=dispatcher num_alerts=1 err="${receiver}/${integration}[${index}]: notify retry canceled after 1 attempts: ${err}"`,
+          ].slice(-50);
+        }
+      }
+    }
+  }
+  for (const id of Object.keys(mem.seen)) if (!active.has(id)) delete mem.seen[id];
+}
+
+/** GET /metrics: the notification counters of every integration, as v0.34 exposes them. */
+export function alertmanagerMetrics(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, alerts: GettableAlert[], now: number): string {
+  notifyDue(world, ref, am, pod, alerts, now);
+  const c = memoryOf(ref.cluster.kube, am).counters;
+  const names = [...new Set(Object.values(INTEGRATIONS))];
+  const of = (i: string) => c[i] ?? { requests: 0, failedRequests: 0, notifications: 0, failed: 0 };
+  const lines: string[] = [];
+  const family = (name: string, help: string, value: (i: string) => string[]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    for (const i of names) lines.push(...value(i));
+  };
+  family('alertmanager_notification_requests_failed_total', 'The total number of failed notification requests.', (i) => [`alertmanager_notification_requests_failed_total{integration="${i}"} ${of(i).failedRequests}`]);
+  family('alertmanager_notification_requests_total', 'The total number of attempted notification requests.', (i) => [`alertmanager_notification_requests_total{integration="${i}"} ${of(i).requests}`]);
+  family('alertmanager_notifications_failed_total', 'The total number of failed notifications.', (i) =>
+    REASONS.map((r) => `alertmanager_notifications_failed_total{integration="${i}",reason="${r}"} ${r === 'other' ? of(i).failed : 0}`),
+  );
+  family('alertmanager_notifications_total', 'The total number of attempted notifications.', (i) => [`alertmanager_notifications_total{integration="${i}"} ${of(i).notifications}`]);
+  return `${lines.join('\n')}\n`;
+}
+
+/** What the alertmanager container of this pod logged about notifications (kube-logs.ts). */
+export function alertmanagerLog(store: KubeStore, pod: LabPod): string | null {
+  const am = Object.values(store.objects).find((o) => o.kind === 'Alertmanager' && o.metadata.namespace === pod.namespace && o.metadata.name === pod.labels.alertmanager);
+  const log = am && (store as { alertmanager?: Record<string, Memory> }).alertmanager?.[`${am.metadata.namespace}/${am.metadata.name}`]?.log;
+  return log?.length ? log.join('\n') : null;
 }

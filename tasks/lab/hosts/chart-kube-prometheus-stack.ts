@@ -248,6 +248,8 @@ function prometheus(c: ChartContext): KubeObject[] {
         securityContext: dict(spec, 'securityContext'),
         portName: spec.portName,
         ...(Object.keys(storage).length ? { storage } : {}),
+        // templates/alertmanager/alertmanager.yaml: `{{- if .Values.alertmanager.alertmanagerSpec.secrets }}`
+        ...(Array.isArray(spec.secrets) && spec.secrets.length ? { secrets: spec.secrets } : {}),
       },
     }),
     // templates/prometheus/service.yaml
@@ -318,6 +320,8 @@ function alertmanager(c: ChartContext): KubeObject[] {
         securityContext: dict(spec, 'securityContext'),
         portName: spec.portName,
         ...(Object.keys(storage).length ? { storage } : {}),
+        // templates/alertmanager/alertmanager.yaml: `{{- if .Values.alertmanager.alertmanagerSpec.secrets }}`
+        ...(Array.isArray(spec.secrets) && spec.secrets.length ? { secrets: spec.secrets } : {}),
       },
     }),
     // templates/alertmanager/service.yaml

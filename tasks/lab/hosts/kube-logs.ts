@@ -11,6 +11,7 @@ import type { SimPod } from './pod-states.ts';
 import type { NetworkView } from './network.ts';
 import type { LabPod } from './pods.ts';
 import { speakerLog } from './metallb-speaker.ts';
+import { alertmanagerLog } from './alertmanager.ts';
 
 /**
  * Models outside the workload models that know what a running container logs because it depends
@@ -18,7 +19,10 @@ import { speakerLog } from './metallb-speaker.ts';
  */
 type LogSource = (view: NetworkView, pod: LabPod, container: string) => string | null;
 
-const LOG_SOURCES: LogSource[] = [(view, pod, container) => (container === 'speaker' ? speakerLog(view, pod) : null)];
+const LOG_SOURCES: LogSource[] = [
+  (view, pod, container) => (container === 'speaker' ? speakerLog(view, pod) : null),
+  (view, pod, container) => (container === 'alertmanager' ? alertmanagerLog(view.store, pod) : null),
+];
 
 /** The pods, with the current run's log of containers a LOG_SOURCES model speaks for. */
 export function withNetworkLogs(pods: SimPod[], view: NetworkView): SimPod[] {

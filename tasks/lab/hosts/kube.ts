@@ -35,7 +35,7 @@ import { podLogs, withNetworkLogs } from './kube-logs.ts';
 import { networkView } from './network.ts';
 import { kubeconfig } from './microk8s-status.ts';
 import { onDeleted, settle } from './flux.ts';
-import { rawGet } from './kube-raw.ts';
+import { rawGet, rawPost } from './kube-raw.ts';
 import { cordonVerb, drainVerb } from './kube-drain.ts';
 
 // ---- argument parsing ---------------------------------------------------------------------------
@@ -507,8 +507,23 @@ function dataFrom(ctx: Ctx, a: Args, what: string, name: string): Record<string,
   return data;
 }
 
+/** `kubectl create --raw PATH -f FILE` (kubectl pkg/cmd/create/create.go RunCreate, rawhttp.RawPost):
+ *  the file's bytes posted as they are, the answer's body printed. */
+async function createRaw(ctx: Ctx, a: Args, path: string): Promise<CommandResult> {
+  const files = a.flags.get('--filename') ?? [];
+  if (files.length !== 1) return { stdout: '', stderr: 'error: --raw can only use a single local file or stdin\n', exitCode: 1 };
+  const body = readSource(ctx, files[0]);
+  if (body === null) return { stdout: '', stderr: `error: open ${files[0]}: no such file or directory\n`, exitCode: 1 };
+  await settle(ctx.inv.world, ctx.ref);
+  const r = rawPost(ctx.inv.world, ctx.ref, ctx.inv.host, path, body);
+  saveCluster(ctx.inv.world, ctx.inv.host, ctx.ref);
+  return r.ok ? { stdout: r.body, stderr: '', exitCode: 0 } : { stdout: '', stderr: `Error from server (${r.reason}): ${r.message}\n`, exitCode: 1 };
+}
+
 async function create(ctx: Ctx, a: Args): Promise<CommandResult> {
   const out = new Out();
+  const raw = flag(a, '--raw');
+  if (raw !== undefined) return createRaw(ctx, a, raw);
   if (a.flags.has('--filename')) return apply(ctx, a, 'create');
   const [what, ...rest] = a.pos;
   const dry = flag(a, '--dry-run');

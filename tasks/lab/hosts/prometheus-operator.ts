@@ -235,6 +235,7 @@ function alertmanagerObjects(a: KubeObject, op: OperatorConfig): KubeObject[] {
   const name = a.metadata.name;
   const ns = a.metadata.namespace as string;
   const prefixed = `alertmanager-${name}`;
+  const secrets = Array.isArray(s.secrets) ? (s.secrets as unknown[]).map(String) : [];
   const portName = String(s.portName ?? 'web');
   const image = String(s.image ?? `quay.io/prometheus/alertmanager:${s.version ?? ''}`);
   const replicas = Number(s.replicas ?? 1);
@@ -328,6 +329,8 @@ function alertmanagerObjects(a: KubeObject, op: OperatorConfig): KubeObject[] {
                   { name: db, mountPath: '/alertmanager' },
                   { name: 'web-config', mountPath: '/etc/alertmanager/web_config/web-config.yaml', subPath: 'web-config.yaml', readOnly: true },
                   { name: 'cluster-tls-config', mountPath: '/etc/alertmanager/cluster_tls_config/cluster-tls-config.yaml', subPath: 'cluster-tls-config.yaml', readOnly: true },
+                  // pkg/alertmanager/statefulset.go: each of spec.secrets at /etc/alertmanager/secrets/<name>
+                  ...secrets.map((n) => ({ name: `secret-${n}`, mountPath: `/etc/alertmanager/secrets/${n}`, readOnly: true })),
                 ],
               },
               reloader('config-reloader', false, op.reloaderImage, reloaderArgs, reloaderMounts),
@@ -342,6 +345,7 @@ function alertmanagerObjects(a: KubeObject, op: OperatorConfig): KubeObject[] {
               { name: 'config-out', emptyDir: { medium: 'Memory' } },
               { name: 'web-config', secret: { secretName: `${prefixed}-web-config` } },
               { name: 'cluster-tls-config', secret: { secretName: `${prefixed}-cluster-tls-config` } },
+              ...secrets.map((n) => ({ name: `secret-${n}`, secret: { secretName: n } })),
               ...(claim ? [] : [{ name: db, emptyDir: {} }]),
             ],
           },
