@@ -460,11 +460,28 @@ promql('group_left keeps the many side and copies the named labels', () => {
 });
 
 promql('what the lab cannot evaluate throws Unsupported, bad syntax ParseError', () => {
-  assert.throws(() => q('rate(up[5m])'), (e: Error) => e.constructor.name === 'Unsupported');
+  assert.throws(() => q('irate(up[5m])'), (e: Error) => e.constructor.name === 'Unsupported');
   assert.throws(() => q('max_over_time(up[5m:1m])'), (e: Error) => e.constructor.name === 'Unsupported');
   assert.throws(() => q('up offset 5m'), (e: Error) => e.constructor.name === 'Unsupported');
   assert.throws(() => q('up{'), (e: Error) => e.constructor.name === 'ParseError');
   assert.throws(() => q('1 > 2'), /comparisons between scalars must use BOOL modifier/);
+});
+
+promql('increase and rate of a counter: its steps over the range, a drop counted as a reset from 0', () => {
+  // The lab keeps a counter's value changes, and the value in effect when the range starts.
+  const points = [
+    { t: -1, v: 3 },
+    { t: 10, v: 5 },
+    { t: 20, v: 1 },
+    { t: 30, v: 4 },
+  ];
+  const history = { select: () => [], range: () => [{ labels: { __name__: 'x_total', job: 'a' }, points }] };
+  const at = (expr: string) => new Evaluator(history, 40).instant(expr);
+  // 3 -> 5 is +2, 5 -> 1 a reset (+1), 1 -> 4 is +3.
+  assert.equal(at('increase(x_total[15m])'), [{ labels: { job: 'a' }, value: 6 }]);
+  assert.equal(at('rate(x_total[15m])'), [{ labels: { job: 'a' }, value: 6 / 900 }]);
+  const still = { select: () => [], range: () => [{ labels: { __name__: 'x_total' }, points: [{ t: -1, v: 7 }] }] };
+  assert.equal(new Evaluator(still, 40).instant('increase(x_total[15m]) > 0'), [], 'a counter that did not move');
 });
 
 promql.run();

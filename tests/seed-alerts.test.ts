@@ -126,8 +126,8 @@ lab.after((ctx) => ctx.w.remove());
 
 const env = (hook = HOOK) => ({ HOOK_URL: hook, NTFY_URL: NTFY, HEARTBEAT_URL: HEARTBEAT });
 
-async function run(ctx: LabCtx, argv: string[], hook = HOOK) {
-  const r = await cli([...argv, '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir, env: env(hook) });
+async function run(ctx: LabCtx, argv: string[], hook = HOOK, more: Record<string, string> = {}) {
+  const r = await cli([...argv, '--lab', '--inventory', ctx.w.file], { cwd: ctx.w.dir, env: { ...env(hook), ...more } });
   ctx.seen.push(r.text(), ...r.commands.map((c) => c.argv.join(' ')));
   return r;
 }
@@ -186,13 +186,18 @@ lab('`alert-test --lab`: Alertmanager delivers through its egress policy; withou
   assert.match(ok.text(), /  webhook \(webhook, ntfy\): delivered\n/);
   const del = await onNode1(ctx, 'microk8s kubectl delete networkpolicy allow-alertmanager-to-destinations -n monitoring');
   assert.is(del.exitCode, 0, del.stderr);
-  const failed = await run(ctx, ['alert-test', '--severity', 'warning']);
+  // On the lab's clock (LAB_TIME_SCALE=1), so that Prometheus keeps the counters' last 15 minutes.
+  const failed = await run(ctx, ['alert-test', '--severity', 'warning'], HOOK, { LAB_TIME_SCALE: '1' });
   assert.is(failed.code, 1, failed.text());
   assert.match(failed.text(), /  webhook \(webhook, ntfy\): failed: Alertmanager gave up after its retries\n/);
   const logs = await onNode1(ctx, 'microk8s kubectl logs -n monitoring alertmanager-kube-prometheus-stack-alertmanager-0 -c alertmanager');
   assert.match(logs.stdout, /level=ERROR msg="Notify for alerts failed" component=dispatcher num_alerts=1 err="warning\/webhook\[\d\]: notify retry canceled after 1 attempts: Post \\"<redacted>\\": dial tcp [\d.]+:443: i\/o timeout \(lab: NetworkPolicy monitoring\/default-deny isolates pod monitoring\/alertmanager-kube-prometheus-stack-alertmanager-0 for egress/);
   const metrics = await onNode1(ctx, 'microk8s kubectl get --raw /api/v1/namespaces/monitoring/services/kube-prometheus-stack-alertmanager:http-web/proxy/metrics');
   assert.match(metrics.stdout, /^alertmanager_notifications_failed_total\{integration="webhook",reason="other"\} [1-9]/m);
+  // health reads Alertmanager's failures from Prometheus, which scraped the counters.
+  const health = await run(ctx, ['check', 'health'], HOOK, { LAB_TIME_SCALE: '1' });
+  assert.is(health.code, 2, health.text());
+  assert.match(health.text(), /\[cluster\] health: ~ alert destinations webhook, ntfy, heartbeat \(Alertmanager webhook\): [1-9]\d* notifications? failed in the last 15 minutes: Alertmanager cannot deliver there/, health.text());
   // (Flux puts the policy back at its next reconcile of monitoring-configs.)
 });
 

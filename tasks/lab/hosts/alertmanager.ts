@@ -18,6 +18,7 @@ import type { ClusterRef } from './microk8s-state.ts';
 import type { LabPod } from './pods.ts';
 import { fingerprint, labDuration, type PrometheusView } from './prometheus.ts';
 import { durationSeconds } from '../../lib/alerting.ts';
+import { INTEGRATIONS, alertmanagerSamples, memoryOf } from './alertmanager-memory.ts';
 import { containerState, flows } from './prometheus-targets.ts';
 import type { Labels } from './promql.ts';
 import { endpointNodes, serviceEndpoints } from './service-endpoints.ts';
@@ -173,36 +174,6 @@ function prometheusAlerts(world: World, ref: ClusterRef, pods: LabPod[], views: 
 
 // ---- the API's alerts and the notifications -----------------------------------------------------
 
-interface PostedAlert {
-  labels: Labels;
-  annotations: Record<string, string>;
-  startsAt: string;
-  endsAt: string;
-  generatorURL?: string;
-  postedAt: number;
-}
-
-interface Counters {
-  requests: number;
-  failedRequests: number;
-  notifications: number;
-  failed: number;
-}
-
-interface Memory {
-  posted: Record<string, PostedAlert>;
-  /** When each alert (by fingerprint and receiver) was first seen, and whether it was notified. */
-  seen: Record<string, { at: number; notified: boolean }>;
-  counters: Record<string, Counters>;
-  /** What the alertmanager container logged about notifications (the last 50 lines). */
-  log?: string[];
-}
-
-function memoryOf(store: KubeStore, am: KubeObject): Memory {
-  const all = ((store as { alertmanager?: Record<string, Memory> }).alertmanager ??= {});
-  return (all[`${am.metadata.namespace}/${am.metadata.name}`] ??= { posted: {}, seen: {}, counters: {} });
-}
-
 /** POST /api/v2/alerts (api/v2/openapi.yaml postableAlerts): a JSON array of alerts with labels;
  *  startsAt defaults to now and endsAt to resolve_timeout (5m) on. 400 for anything else. */
 export function postAlerts(ref: ClusterRef, am: KubeObject, body: string, now: number): { status: number; body: string } {
@@ -226,14 +197,6 @@ export function postAlerts(ref: ClusterRef, am: KubeObject, body: string, now: n
   return { status: 200, body: '' };
 }
 
-/** Alertmanager's integrations (notify/notify.go NewMetrics) and the receiver keys that use them. */
-const INTEGRATIONS: Record<string, string> = {
-  email_configs: 'email', pagerduty_configs: 'pagerduty', wechat_configs: 'wechat', pushover_configs: 'pushover', slack_configs: 'slack',
-  opsgenie_configs: 'opsgenie', webhook_configs: 'webhook', victorops_configs: 'victorops', sns_configs: 'sns', telegram_configs: 'telegram',
-  discord_configs: 'discord', webex_configs: 'webex', msteams_configs: 'msteams', msteamsv2_configs: 'msteamsv2', jira_configs: 'jira', rocketchat_configs: 'rocketchat',
-};
-/** notify/notify.go possibleFailureReasonCategory. */
-const REASONS = ['other', 'clientError', 'serverError'];
 /** Fixed endpoints of integrations whose URL is not configured. */
 const FIXED_HOST: Record<string, string> = { pushover: 'api.pushover.net:443' };
 /** Where the lab's internet answers: any public address will do (lab Cloudflare's is 104.16.0.1). */
@@ -314,26 +277,35 @@ function notifyDue(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, a
 /** GET /metrics: the notification counters of every integration, as v0.34 exposes them. */
 export function alertmanagerMetrics(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, alerts: GettableAlert[], now: number): string {
   notifyDue(world, ref, am, pod, alerts, now);
-  const c = memoryOf(ref.cluster.kube, am).counters;
-  const names = [...new Set(Object.values(INTEGRATIONS))];
-  const of = (i: string) => c[i] ?? { requests: 0, failedRequests: 0, notifications: 0, failed: 0 };
-  const lines: string[] = [];
-  const family = (name: string, help: string, value: (i: string) => string[]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
-    for (const i of names) lines.push(...value(i));
+  const HELP: Record<string, string> = {
+    alertmanager_notification_requests_failed_total: 'The total number of failed notification requests.',
+    alertmanager_notification_requests_total: 'The total number of attempted notification requests.',
+    alertmanager_notifications_failed_total: 'The total number of failed notifications.',
+    alertmanager_notifications_total: 'The total number of attempted notifications.',
   };
-  family('alertmanager_notification_requests_failed_total', 'The total number of failed notification requests.', (i) => [`alertmanager_notification_requests_failed_total{integration="${i}"} ${of(i).failedRequests}`]);
-  family('alertmanager_notification_requests_total', 'The total number of attempted notification requests.', (i) => [`alertmanager_notification_requests_total{integration="${i}"} ${of(i).requests}`]);
-  family('alertmanager_notifications_failed_total', 'The total number of failed notifications.', (i) =>
-    REASONS.map((r) => `alertmanager_notifications_failed_total{integration="${i}",reason="${r}"} ${r === 'other' ? of(i).failed : 0}`),
-  );
-  family('alertmanager_notifications_total', 'The total number of attempted notifications.', (i) => [`alertmanager_notifications_total{integration="${i}"} ${of(i).notifications}`]);
-  return `${lines.join('\n')}\n`;
+  const samples = alertmanagerSamples(ref.cluster.kube, pod);
+  return Object.entries(HELP)
+    .flatMap(([name, help]) => [
+      `# HELP ${name} ${help}`,
+      `# TYPE ${name} counter`,
+      ...samples.filter((x) => x.labels.__name__ === name).map((x) => `${name}{${Object.entries(x.labels).filter(([k]) => k !== '__name__').map(([k, v]) => `${k}="${v}"`).join(',')}} ${x.value}`),
+    ])
+    .join('\n') + '\n';
+}
+
+/** Lets every running Alertmanager of the cluster send what is due (the lab's clock: called after
+ *  each Prometheus evaluation round, with what that round saw). */
+export function notifyAlertmanagers(world: World, ref: ClusterRef, pods: LabPod[], views: PrometheusView[], now: number): void {
+  for (const am of Object.values(ref.cluster.kube.objects)) {
+    if (am.kind !== 'Alertmanager') continue;
+    const pod = pods.find((p) => p.namespace === am.metadata.namespace && p.labels.alertmanager === am.metadata.name);
+    if (pod && containerState(pod, 'alertmanager').running) notifyDue(world, ref, am, pod, alertmanagerAlerts(world, ref, pods, views, am, pod, now), now);
+  }
 }
 
 /** What the alertmanager container of this pod logged about notifications (kube-logs.ts). */
 export function alertmanagerLog(store: KubeStore, pod: LabPod): string | null {
   const am = Object.values(store.objects).find((o) => o.kind === 'Alertmanager' && o.metadata.namespace === pod.namespace && o.metadata.name === pod.labels.alertmanager);
-  const log = am && (store as { alertmanager?: Record<string, Memory> }).alertmanager?.[`${am.metadata.namespace}/${am.metadata.name}`]?.log;
+  const log = am && memoryOf(store, am).log;
   return log?.length ? log.join('\n') : null;
 }

@@ -36,6 +36,7 @@ import { DELAY, scaled, type ClusterRef } from './microk8s-state.ts';
 import { CHART as KUBE_PROMETHEUS_STACK, kubePrometheusStackObjects } from './chart-kube-prometheus-stack.ts';
 import { reconcileOperator } from './prometheus-operator.ts';
 import { tickPrometheus } from './prometheus.ts';
+import { notifyAlertmanagers } from './alertmanager.ts';
 
 const SOURCE = 'source.toolkit.fluxcd.io';
 const KUSTOMIZE = 'kustomize.toolkit.fluxcd.io';
@@ -806,7 +807,9 @@ async function settleOnce(world: World, ref: ClusterRef): Promise<void> {
   syncConnectors(env);
   // Prometheus scrapes and evaluates on its own clock; the lab lets it catch up whenever kubectl
   // touches the cluster, so `for:` durations count from when a condition was first seen.
-  tickPrometheus(world, ref, env.now);
+  const round = tickPrometheus(world, ref, env.now);
+  // Alertmanager sends what that round gave it (and what was posted to it) when it is due.
+  if (round) notifyAlertmanagers(world, ref, round.pods, round.views, env.now);
 }
 
 interface Settling {

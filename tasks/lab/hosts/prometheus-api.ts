@@ -86,7 +86,7 @@ function query(view: PrometheusView, q: URLSearchParams): HttpAnswer {
   const expr = q.get('query');
   if (!expr) return apiError(400, 'bad_data', 'invalid parameter "query": unknown position: parse error: no expression found in input');
   const t = view.evaluatedAt;
-  const db = { select: (m: Parameters<typeof matchesAll>[0]) => view.series.filter((s) => matchesAll(m, s.labels)), range: () => [] };
+  const db = { select: (m: Parameters<typeof matchesAll>[0]) => view.series.filter((s) => matchesAll(m, s.labels)), range: view.range ?? (() => []) };
   try {
     const r = new Evaluator(db, t).instant(expr);
     const ts = t / 1000;

@@ -13,6 +13,7 @@
 // the series range functions read) lives in the cluster's store, so it survives lab restarts as
 // Prometheus' ALERTS_FOR_STATE restore does (rules/manager.go, --rules.alert.for-outage-tolerance).
 import YAML from 'yaml';
+import { ALERTMANAGER_METRICS, alertmanagerSamples } from './alertmanager-memory.ts';
 import type { KubeObject, KubeStore } from './kube-store.ts';
 import { KSM_METRICS, crsMetricNames, kubeStateMetrics } from './kube-state-metrics.ts';
 import { nodeObjects } from './microk8s-cluster.ts';
@@ -67,6 +68,9 @@ export interface PrometheusView {
   alerts: AlertState[];
   /** The series an instant query sees now. */
   series: Sample[];
+  /** What a range selector of an instant query sees: the history the server kept (the series its
+   *  rules read over a range, as long as the longest range they ask for). */
+  range?: Storage['range'];
   evaluatedAt: number;
 }
 
@@ -78,7 +82,7 @@ interface Memory {
 }
 
 /** Metric families the lab produces besides kube-state-metrics'. */
-const LAB_METRICS = new Set(['up', 'ALERTS', 'ALERTS_FOR_STATE', 'cloudflared_tunnel_ha_connections']);
+const LAB_METRICS = new Set(['up', 'ALERTS', 'ALERTS_FOR_STATE', 'cloudflared_tunnel_ha_connections', ...ALERTMANAGER_METRICS]);
 
 /** Real-time duration (ms) to lab time (OUTCOMES: 1 min -> 1 s at timeScale 1). */
 export function labDuration(world: World, realMs: number): number {
@@ -148,6 +152,8 @@ function scraped(cx: { ref: ClusterRef; store: KubeStore; pods: LabPod[]; nodes:
     if (owner) exposed = kubeStateMetrics(cx.store, cx.pods, cx.nodes, owner);
   } else if (img.includes('cloudflare/cloudflared')) {
     exposed = cloudflaredSeries(cx.ref, cx.store, pod);
+  } else if (img.includes('prometheus/alertmanager:') && t.port === 9093) {
+    exposed = alertmanagerSamples(cx.store, pod);
   }
   return exposed.map((s) => {
     const labels = { ...s.labels };
@@ -344,7 +350,7 @@ function evaluate(world: World, ref: ClusterRef, pods: LabPod[], server: Prometh
     rules: g.rules.map((r) => evaluateRule(world, evaluator, r, known, mem, nextAlerts, series, now)),
   }));
   mem.alerts = nextAlerts;
-  return { server, targets, droppedTargetCounts: dropped, groups: outGroups, alerts: outGroups.flatMap((g) => g.rules.flatMap((r) => r.alerts)), series, evaluatedAt: now };
+  return { server, targets, droppedTargetCounts: dropped, groups: outGroups, alerts: outGroups.flatMap((g) => g.rules.flatMap((r) => r.alerts)), series, range: db.range, evaluatedAt: now };
 }
 
 function evaluateRule(world: World, ev: Evaluator, r: LoadedRule, known: Set<string>, mem: Memory, next: Memory['alerts'], series: Sample[], now: number): RuleState {
@@ -402,8 +408,9 @@ export function observePrometheus(world: World, ref: ClusterRef, now = Date.now(
 /** Lets the cluster's Prometheus servers evaluate when an evaluation interval has passed since the
  *  last time (prometheusSpec.evaluationInterval, 30s by default: half a second of lab time; never
  *  more often than every 200 ms of the wall clock, which at timeScale 0 changes no outcome). */
-export function tickPrometheus(world: World, ref: ClusterRef, now = Date.now()): void {
+export function tickPrometheus(world: World, ref: ClusterRef, now = Date.now()): { pods: LabPod[]; views: PrometheusView[] } | null {
   const last = memories(ref.cluster.kube).evaluatedAt ?? 0;
-  if (now - last < Math.max(200, labDuration(world, 30_000))) return;
-  observePrometheus(world, ref, now);
+  if (now - last < Math.max(200, labDuration(world, 30_000))) return null;
+  const pods = labPods(world, ref, now);
+  return { pods, views: observePrometheus(world, ref, now, pods) };
 }

@@ -2,8 +2,8 @@
 // are written in, with Prometheus' semantics (prometheus/prometheus promql/parser for the grammar
 // and precedence, promql/engine.go for vector matching, label handling and aggregation,
 // promql/functions.go for the functions). Range selectors work only inside the `*_over_time`
-// functions and changes(), over the history the lab keeps (value changes, not every scrape);
-// anything else (rate(), increase(), subqueries, `offset`, `@`, histograms) throws Unsupported, and
+// functions, changes(), rate() and increase(), over the history the lab keeps (value changes, not
+// every scrape); anything else (subqueries, `offset`, `@`, histograms) throws Unsupported, and
 // the caller reports the rule as not evaluated rather than guessing.
 
 export type Labels = Record<string, string>;
@@ -739,6 +739,19 @@ export class Evaluator {
         return overTime((s) => (s.points.length ? 1 : null));
       case 'changes':
         return overTime((s) => (s.points.length ? s.points.slice(1).filter((p, i) => p.v !== s.points[i].v).length : null));
+      // Counters (promql/functions.go extrapolatedRate). The lab keeps a counter's value changes and
+      // the value in effect when the range starts, so the increase is exact: the sum of the steps,
+      // a drop being a reset that counts from 0. Prometheus extrapolates from its samples to the
+      // range's edges instead; both are 0 for a counter that did not move.
+      case 'increase':
+      case 'rate': {
+        const seconds = ((n.args[0] as { rangeMs?: number }).rangeMs ?? 0) / 1000;
+        return overTime((s) => {
+          if (!s.points.length) return null;
+          const inc = s.points.slice(1).reduce((sum, p, i) => sum + (p.v >= s.points[i].v ? p.v - s.points[i].v : p.v), 0);
+          return f === 'rate' ? (seconds > 0 ? inc / seconds : 0) : inc;
+        });
+      }
       case 'absent_over_time': {
         const m = arg(0);
         if (m.k !== 'matrix') throw new ParseError('expected type range vector in call to function "absent_over_time"');
