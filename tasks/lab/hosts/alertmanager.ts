@@ -89,10 +89,14 @@ function routeOf(route: Route | undefined, l: Labels): { receiver: string; group
  *  `alertmanager-<name>`, key alertmanager.yaml). */
 function configOf(store: KubeStore, am: KubeObject): AmConfig {
   const name = String(((am.spec ?? {}) as Dict).configSecret ?? `alertmanager-${am.metadata.name}`);
-  const data = (store.objects[`/Secret/${am.metadata.namespace}/${name}`]?.data ?? {}) as Record<string, string>;
-  const text = data['alertmanager.yaml'] ? Buffer.from(data['alertmanager.yaml'], 'base64').toString('utf8') : '';
-  return ((text && YAML.parse(text)) ?? {}) as AmConfig;
+  const encoded = ((store.objects[`/Secret/${am.metadata.namespace}/${name}`]?.data ?? {}) as Record<string, string>)['alertmanager.yaml'] ?? '';
+  let config = parsedConfigs.get(encoded);
+  if (!config) parsedConfigs.set(encoded, (config = ((encoded && YAML.parse(Buffer.from(encoded, 'base64').toString('utf8'))) ?? {}) as AmConfig));
+  return config;
 }
+
+/** Configurations parsed, by their Secret's text (every evaluation round reads the same one). */
+const parsedConfigs = new Map<string, AmConfig>();
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -116,8 +120,8 @@ function sendsTo(world: World, ref: ClusterRef, pods: LabPod[], view: Prometheus
 
 /** What GET /api/v2/alerts on this Alertmanager pod answers now. */
 export function alertmanagerAlerts(world: World, ref: ClusterRef, pods: LabPod[], views: PrometheusView[], am: KubeObject, pod: LabPod, now: number): GettableAlert[] {
-  const fromPrometheus = prometheusAlerts(world, ref, pods, views, am, pod, now);
   if (!containerState(pod, 'alertmanager').running) return [];
+  const fromPrometheus = prometheusAlerts(world, ref, pods, views, am, pod, now);
   const config = configOf(ref.cluster.kube, am);
   const seen = new Set(fromPrometheus.map((a) => a.fingerprint));
   const posted = Object.entries(memoryOf(ref.cluster.kube, am).posted)
@@ -136,8 +140,8 @@ export function alertmanagerAlerts(world: World, ref: ClusterRef, pods: LabPod[]
   return [...fromPrometheus, ...posted].sort((x, y) => x.fingerprint.localeCompare(y.fingerprint));
 }
 
+/** The firing alerts of every Prometheus that sends to this (running) Alertmanager pod. */
 function prometheusAlerts(world: World, ref: ClusterRef, pods: LabPod[], views: PrometheusView[], am: KubeObject, pod: LabPod, now: number): GettableAlert[] {
-  if (!containerState(pod, 'alertmanager').running) return [];
   const config = configOf(ref.cluster.kube, am);
   const firing = views
     .filter((v) => sendsTo(world, ref, pods, v, pod))
@@ -245,45 +249,56 @@ function notifyDue(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, a
     s.notified = true;
     const r = (config.receivers ?? []).find((x) => x.name === receiver);
     for (const [key, integration] of Object.entries(INTEGRATIONS)) {
-      for (const c of (r?.[key] as Dict[] | undefined) ?? []) {
+      for (const [index, c] of ((r?.[key] as Dict[] | undefined) ?? []).entries()) {
         const n = (mem.counters[integration] ??= { requests: 0, failedRequests: 0, notifications: 0, failed: 0 });
         n.notifications++;
         n.requests++;
-        const to = destinationOf(store, am, integration, c);
-        const address = to && /^\d+\.\d+\.\d+\.\d+$/.test(to.host) ? to.host : INTERNET_ADDRESS;
-        const verdict = to ? flows.reach(world, ref, { kind: 'pod', pod }, { kind: 'external', address, name: to.host }, to.port) : { ok: false, why: 'no destination in its configuration' };
-        if (!verdict.ok) {
-          // Retries end with the group's deadline; the lab gives up at once. The words are
-          // notify/notify.go RetryStage's and dispatch/dispatch.go's; a URL read from a file is
-          // redacted in errors, as Alertmanager does.
-          n.failedRequests++;
-          n.failed++;
-          const index = ((r?.[key] as Dict[]) ?? []).indexOf(c);
-          const err = `Post \\"<redacted>\\": dial tcp ${address}:${to?.port ?? 443}: i/o timeout (lab: ${verdict.why ?? 'unreachable'})`;
-          const at = iso(now);
-          const group = `{}/{}:{alertname=\\"${a.labels.alertname ?? ''}\\"}`;
-          mem.log = [
-            ...(mem.log ?? []),
-            `time=${at} level=WARN msg="Notify attempt failed, will retry later" component=dispatcher receiver=${receiver} integration=${integration}[${index}] aggrGroup="${group}" attempts=1 err="${err}"`,
-            `time=${at} level=ERROR msg="Notify for alerts failed" component=dispatcher num_alerts=1 err="${receiver}/${integration}[${index}]: notify retry canceled after 1 attempts: ${err}"`,
-          ].slice(-50);
-        }
+        const failure = send(world, ref, store, am, pod, integration, c);
+        if (!failure) continue;
+        // Retries end with the group's deadline; the lab gives up at once.
+        n.failedRequests++;
+        n.failed++;
+        mem.log = [...(mem.log ?? []), ...failureLog(iso(now), receiver, `${integration}[${index}]`, a.labels.alertname ?? '', failure)].slice(-50);
       }
     }
   }
   for (const id of Object.keys(mem.seen)) if (!active.has(id)) delete mem.seen[id];
 }
 
-/** GET /metrics: the notification counters of every integration, as v0.34 exposes them. */
-export function alertmanagerMetrics(world: World, ref: ClusterRef, am: KubeObject, pod: LabPod, alerts: GettableAlert[], now: number): string {
-  notifyDue(world, ref, am, pod, alerts, now);
+/** One request to a destination: null when the pod reaches it, else the error Alertmanager gets
+ *  (a URL read from a file is redacted in errors, as Alertmanager does; e-mail fails in its dial,
+ *  notify/email/email.go "establish connection to server"). */
+function send(world: World, ref: ClusterRef, store: KubeStore, am: KubeObject, pod: LabPod, integration: string, c: Dict): string | null {
+  const to = destinationOf(store, am, integration, c);
+  if (!to) return 'lab: no destination in its configuration';
+  const address = /^\d+\.\d+\.\d+\.\d+$/.test(to.host) ? to.host : INTERNET_ADDRESS;
+  const verdict = flows.reach(world, ref, { kind: 'pod', pod }, { kind: 'external', address, name: to.host }, to.port);
+  if (verdict.ok) return null;
+  const dial = `dial tcp ${address}:${to.port}: i/o timeout (lab: ${verdict.why ?? 'unreachable'})`;
+  return integration === 'email' ? `establish connection to server: ${dial}` : `Post \\"<redacted>\\": ${dial}`;
+}
+
+/** The two lines Alertmanager logs for a notification it gives up on: notify/notify.go RetryStage
+ *  ("Notify attempt failed, will retry later") and dispatch/dispatch.go ("Notify for alerts
+ *  failed"), in the logfmt layout of its slog logger (v0.28+; the source= field is left out). */
+function failureLog(at: string, receiver: string, integration: string, alertname: string, err: string): string[] {
+  const group = `{}/{}:{alertname=\\"${alertname}\\"}`;
+  return [
+    `time=${at} level=WARN msg="Notify attempt failed, will retry later" component=dispatcher receiver=${receiver} integration=${integration} aggrGroup="${group}" attempts=1 err="${err}"`,
+    `time=${at} level=ERROR msg="Notify for alerts failed" component=dispatcher num_alerts=1 err="${receiver}/${integration}: notify retry canceled after 1 attempts: ${err}"`,
+  ];
+}
+
+/** GET /metrics: the notification counters of every integration, as v0.34 exposes them (a read
+ *  sends nothing: notifyAlertmanagers does, on the lab's clock). */
+export function alertmanagerMetrics(store: KubeStore, pod: LabPod): string {
   const HELP: Record<string, string> = {
     alertmanager_notification_requests_failed_total: 'The total number of failed notification requests.',
     alertmanager_notification_requests_total: 'The total number of attempted notification requests.',
     alertmanager_notifications_failed_total: 'The total number of failed notifications.',
     alertmanager_notifications_total: 'The total number of attempted notifications.',
   };
-  const samples = alertmanagerSamples(ref.cluster.kube, pod);
+  const samples = alertmanagerSamples(store, pod);
   return Object.entries(HELP)
     .flatMap(([name, help]) => [
       `# HELP ${name} ${help}`,

@@ -61,9 +61,9 @@ function serve(world: World, ref: ClusterRef, pods: LabPod[], pod: LabPod, port:
       (o): o is KubeObject => o.kind === 'Alertmanager' && o.metadata.namespace === pod.namespace && o.metadata.name === pod.labels.alertmanager,
     );
     if (am) {
-      const alerts = () => alertmanagerAlerts(world, ref, pods, observePrometheus(world, ref, now, pods), am, pod, now);
       if (req.method === 'POST') return fromBackend(path.replace(/\/+$/, '') === '/api/v2/alerts' ? postAlerts(ref, am, req.body ?? '', now) : { status: 405, body: 'Method Not Allowed' });
-      return fromBackend(alertmanagerGet(alerts(), path, () => alertmanagerMetrics(world, ref, am, pod, alerts(), now)));
+      const alerts = () => alertmanagerAlerts(world, ref, pods, observePrometheus(world, ref, now, pods), am, pod, now);
+      return fromBackend(alertmanagerGet(alerts, path, () => alertmanagerMetrics(ref.cluster.kube, pod)));
     }
   }
   return unavailable(`error trying to reach service: lab: nothing models the HTTP answers of ${image || 'this pod'} on port ${port}`);

@@ -119,11 +119,11 @@ export function prometheusGet(view: PrometheusView, path: string, q: URLSearchPa
   }
 }
 
-/** GET on an Alertmanager's web port (`metrics`: its /metrics text, which sends what is due first). */
-export function alertmanagerGet(alerts: GettableAlert[], path: string, metrics: () => string): HttpAnswer {
+/** GET on an Alertmanager's web port (each answer worked out only for its own path). */
+export function alertmanagerGet(alerts: () => GettableAlert[], path: string, metrics: () => string): HttpAnswer {
   switch (path.replace(/\/+$/, '') || '/') {
     case '/api/v2/alerts':
-      return { status: 200, body: JSON.stringify(alerts) };
+      return { status: 200, body: JSON.stringify(alerts()) };
     case '/metrics':
       return { status: 200, body: metrics() };
     case '/-/ready':
