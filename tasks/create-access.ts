@@ -56,6 +56,8 @@ import {
   tokenRules,
   updateApp,
   updatePolicy,
+  homelabApp,
+  homelabApps,
   type AccessApp,
   type AccessPolicyObject,
   type AccessRule,
@@ -272,7 +274,7 @@ function check(facts: Facts<AccessRead>, inv: Inventory): AccessChange[] {
   const grafana = grafanaRoute(inv);
   for (const r of routes) {
     if (!r.policy) continue;
-    const ours = apps.filter((a) => a.name === appName(r.hostname) && a.hosts.includes(r.hostname)).sort((x, y) => x.createdAt.localeCompare(y.createdAt));
+    const ours = homelabApps(apps, r.hostname);
     const app = ours[0];
     if (grafana?.hostname.toLowerCase() === r.hostname) grafanaAud = app?.aud ?? null;
     const linked = new Set(app?.policies.map((l) => l.id) ?? []);
@@ -413,7 +415,7 @@ async function apply(ctx: ApplyContext, changes: AccessChange[]): Promise<void> 
   if (grafana) {
     const org = await getOrganization(cf, account);
     const route = grafanaRoute(inv)!;
-    const app = apps.find((a) => a.name === appName(route.hostname.toLowerCase()) && a.hosts.includes(route.hostname.toLowerCase()));
+    const app = homelabApp(apps, route.hostname.toLowerCase());
     if (!org || !app) throw new UserError(`cannot configure Grafana's sign-in: ${org ? `no Access application guards ${route.hostname}` : 'no Zero Trust organization'}`);
     ctx.progress(`writing ConfigMap ${GRAFANA_ACCESS.namespace}/${GRAFANA_ACCESS.configMap}`);
     const cm: KubeObject = {
@@ -453,18 +455,20 @@ async function writePolicies(ctx: ApplyContext, cf: CloudflareClient, changes: A
   const account = inv.tunnel.accountId;
   const [policies, tokens, apps] = await Promise.all([listPolicies(cf, account), listServiceTokens(cf, account), listApps(cf, account)]);
   const touched = new Set(changes.flatMap((c) => ('hostname' in c && c.kind !== 'app-delete' ? [c.hostname] : [])));
+  // A duplicate token this apply deletes at the end must not be the one a policy names.
+  const leaving = new Set(changes.flatMap((c) => (c.kind === 'token-delete' ? [c.tokenId] : [])));
   for (const r of protectedRoutes(inv)) {
     if (!touched.has(r.hostname) || !r.policy) continue;
     const specs: PolicySpec[] = [peopleSpec(r)];
     if (r.tokens.length) {
       const ids = r.tokens.map((n) => {
-        const t = tokens.find((x) => x.name === serviceTokenName(n));
+        const t = tokens.find((x) => x.name === serviceTokenName(n) && !leaving.has(x.id));
         if (!t) throw new UserError(`Access service token ${n} is missing after it was made; run again`);
         return t.id;
       });
       specs.push({ name: machinesPolicyName(r.hostname), decision: 'non_identity', include: tokenRules(ids) });
     }
-    const app = apps.filter((a) => a.name === appName(r.hostname) && a.hosts.includes(r.hostname)).sort((x, y) => x.createdAt.localeCompare(y.createdAt))[0];
+    const app = homelabApp(apps, r.hostname);
     const links: { id: string; precedence: number }[] = [];
     for (const [i, spec] of specs.entries()) {
       const existing = policies.filter((p) => p.name === spec.name).sort((x, y) => Number(!!app?.policies.some((l) => l.id === y.id)) - Number(!!app?.policies.some((l) => l.id === x.id)))[0];

@@ -33,6 +33,17 @@ export function tokenOfName(name: string): string | null {
   return m ? m[1] : null;
 }
 /** The hostname of a homelab application name, or null. */
+/** homelab's application for a hostname: named for it and guarding it; of duplicates (a create
+ *  retried after a lost answer) the oldest, the one every run keeps. */
+export function homelabApp(apps: AccessApp[], hostname: string): AccessApp | undefined {
+  return homelabApps(apps, hostname)[0];
+}
+
+/** Every application homelab made for a hostname, oldest first (the rest are duplicates). */
+export function homelabApps(apps: AccessApp[], hostname: string): AccessApp[] {
+  return apps.filter((a) => a.name === appName(hostname) && a.hosts.includes(hostname)).sort((x, y) => x.createdAt.localeCompare(y.createdAt));
+}
+
 export function hostOfAppName(name: string): string | null {
   const m = /^(\S+) \(homelab\)$/.exec(name);
   return m ? m[1] : null;
@@ -230,7 +241,7 @@ export async function createApp(cf: CloudflareClient, accountId: string, spec: A
     `create the Access application of ${spec.hostname}`,
     ACCESS_PERMISSIONS.apps,
     async (o) => toApp((await cf.zeroTrust.access.applications.create({ account_id: accountId, ...appBody(spec) } as never, o)) as unknown as Dict),
-    async () => (await listApps(cf, accountId)).find((a) => a.name === appName(spec.hostname) && a.hosts.includes(spec.hostname)) ?? null,
+    async () => homelabApp(await listApps(cf, accountId), spec.hostname) ?? null,
   );
 }
 
