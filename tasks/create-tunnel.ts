@@ -52,7 +52,7 @@ import { applyObjects, exists, getJson, namespaceObject, parseExists, parseGet, 
 import { accessBlock, appName, getOrganization, listApps, routePolicy, teamName, type AccessBlock } from './lib/access.ts';
 
 /** Where the rendered repository runs cloudflared and reads its token
- *  (templates/infrastructure/controllers/cloudflared/deployment.yaml). */
+ *  (templates/infrastructure/controllers/cloudflared/deployment.yaml.hbs). */
 export const CLOUDFLARED = { namespace: 'cloudflared', deployment: 'cloudflared', secret: 'tunnel-token', key: 'token' } as const;
 const CATCH_ALL = 'http_status:404';
 const HEALTH_WAIT_S = 120;

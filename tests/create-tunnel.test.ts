@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Handlebars from 'handlebars';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Cloudflare from 'cloudflare';
@@ -460,7 +461,8 @@ const guards = (file: string) =>
 const kubectl = (file: string, script: string, input?: string) =>
   withLab(file, async (lab, _cf, inv) => lab.transportFor(inv.hosts[0]).exec(script, { sudo: true, input }));
 
-const DEPLOYMENT = fs.readFileSync(path.join(ROOT, 'templates/infrastructure/controllers/cloudflared/deployment.yaml'), 'utf8');
+// The template as rendered without the mesh.
+const DEPLOYMENT = Handlebars.compile(fs.readFileSync(path.join(ROOT, 'templates/infrastructure/controllers/cloudflared/deployment.yaml.hbs'), 'utf8'))({ mesh: {} });
 
 const lab = suite<LabCtx>('create-tunnel on the lab');
 

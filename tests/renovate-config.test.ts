@@ -74,7 +74,8 @@ test('Renovate finds every pin: MicroK8s, Flux (and the example inventory\'s cop
     for (const p of ['.github/renovate.json5', 'templates', 'tests/fixtures/bad-inventories.ts', 'tests/renovate-config.test.ts', 'package.json']) {
       fs.cpSync(path.join(ROOT, p), path.join(dir, p), { recursive: true });
     }
-    fs.writeFileSync(path.join(dir, 'inventory.yaml'), ownApps(EXAMPLE_APP));
+    // A second app written in flow style, as inventories often write list entries.
+    fs.writeFileSync(path.join(dir, 'inventory.yaml'), ownApps(`${EXAMPLE_APP}    - { name: web, image: "nginx:1.27.3", port: 80 }\n`));
     const git = (...args: string[]) => spawnSync('git', args, { cwd: dir, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } });
     git('init', '-q');
     git('add', '-A');
@@ -96,9 +97,10 @@ test('Renovate finds every pin: MicroK8s, Flux (and the example inventory\'s cop
     assert.equal(found, [
       'inventory.yaml: fluxcd/flux2 v2.9.4 (github-releases)',
       'inventory.yaml: microk8s 1.34 (github-releases)',
+      'inventory.yaml: nginx 1.27.3 (docker)',
       'inventory.yaml: nginxinc/nginx-unprivileged 1.29.8-alpine (docker)',
       'templates/apps/base/homepage/deployment.yaml.hbs: ghcr.io/gethomepage/homepage v1.12.3 (docker)',
-      'templates/infrastructure/controllers/cloudflared/deployment.yaml: cloudflare/cloudflared 2026.8.2 (docker)',
+      'templates/infrastructure/controllers/cloudflared/deployment.yaml.hbs: cloudflare/cloudflared 2026.8.2 (docker)',
       'templates/monitoring/controllers/kube-prometheus-stack/repository.yaml: ghcr.io/prometheus-community/charts/kube-prometheus-stack 88.5.3 (docker)',
       'tests/fixtures/bad-inventories.ts: fluxcd/flux2 v2.9.4 (github-releases)',
       'tests/fixtures/bad-inventories.ts: microk8s 1.34 (github-releases)',

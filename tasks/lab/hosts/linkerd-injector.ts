@@ -99,6 +99,8 @@ export function notInjectable(nsAnnotations: Record<string, string>, pod: PodTem
   } else if (podValue !== 'enabled' && podValue !== 'ingress') {
     reasons.push(`neither the namespace nor the pod have the annotation "${INJECT}:enabled"`);
   }
+  // The proxy's identity needs the service account token (Report.Injectable, after the annotations).
+  if (pod.spec.automountServiceAccountToken === false) reasons.push('automountServiceAccountToken set to "false"');
   return reasons.length ? reasons.join(', ') : null;
 }
 
