@@ -69,7 +69,7 @@ function secretRefs(inv: Inventory): SecretRef[] {
 
 /** The Secrets this task owns, in every namespace at once, as `namespace/name` lines (their values
  *  stay on the host: only the names are printed). */
-const OWNED = sh`microk8s kubectl get secrets -A -l ${`app.kubernetes.io/component=${ALERT_SECRET_LABELS['app.kubernetes.io/component']}`} -o ${'jsonpath={range .items[*]}{.metadata.namespace}{"/"}{.metadata.name}{"\n"}{end}'}`;
+const OWNED = sh`microk8s kubectl get secrets -A -l ${`app.kubernetes.io/component=${ALERT_SECRET_LABELS['app.kubernetes.io/component']}`} -o ${'jsonpath={range .items[*]}{.metadata.namespace}{"/"}{.metadata.name}{"\\n"}{end}'}`;
 
 function probe() {
   // The namespaces from the listing other tasks read too.

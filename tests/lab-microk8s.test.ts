@@ -360,6 +360,9 @@ test('kubectl apply, get, delete and create secret --dry-run', async () => {
 
   const names = await kubectl(world, n, ['get', 'ns', '-o', 'jsonpath={range .items[*]}{.metadata.name}{"\\n"}{end}']);
   assert.is(names.stdout, 'apps\ndefault\nkube-node-lease\nkube-public\nkube-system\n');
+  // A real line break inside the quotes, as a JS '{"\n"}' sends it, is refused, as kubectl does.
+  const raw = await kubectl(world, n, ['get', 'ns', '-o', 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}'.replace('\\n', '\n')]);
+  assert.equal([raw.exitCode, raw.stderr], [1, 'error: error parsing jsonpath {range .items[*]}{.metadata.name}{"\n"}{end}, unterminated quoted string\n']);
   const label = await kubectl(world, n, ['get', 'ns', 'apps', '-o', 'jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}']);
   assert.is(label.stdout, 'apps');
   const got = JSON.parse((await kubectl(world, n, ['get', 'configmap', 'settings', '-n', 'apps', '-o', 'json'])).stdout);

@@ -193,6 +193,9 @@ function closingBrace(s: string, open: number): number {
   for (let i = open + 1; i < s.length; i++) {
     const c = s[i];
     if (quote) {
+      // kubectl's jsonpath lexer ends a quoted string at a line break (client-go util/jsonpath
+      // parser.go parseQuote: `unterminated quoted string`): `{"\n"}` must be the two characters.
+      if (c === '\n') throw new Error('unterminated quoted string');
       if (c === '\\') i++;
       else if (c === quote) quote = '';
     } else if (c === '"' || c === "'") quote = c;
