@@ -16,7 +16,7 @@ import { meshProblems, type MeshProblem } from './lib/mesh.ts';
 import type { ApplyContext, Change, Facts, ProbeOutput, Task } from './lib/task.ts';
 import { sh } from './lib/shell.ts';
 import { UserError } from './lib/errors.ts';
-import { CORE_OBJECTS, kubeFailure, parseCoreObjects, type KubeObject } from './lib/kube.ts';
+import { CORE_OBJECTS, kubeFailure, parseCoreObjects, restartWorkload, type KubeObject } from './lib/kube.ts';
 import {
   alertProblems,
   nodeProblems,
@@ -98,7 +98,7 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
   const t0 = Date.now();
   for (const r of changes.flatMap((c) => (c.restart ? [c.restart] : []))) {
     ctx.progress(`restarting ${r.kind.toLowerCase()} ${r.namespace}/${r.name} so that its pods join the mesh`);
-    await ctx.run(sh`microk8s kubectl rollout restart ${`${r.kind.toLowerCase()}/${r.name}`} -n ${r.namespace}`);
+    await restartWorkload(ctx, r.kind, r.namespace, r.name);
   }
   // What is still worth waiting for: each settling problem for at most its own time (a firing alert
   // or a down target: until Prometheus could have seen a fix), all within the run's whole wait.
@@ -112,12 +112,8 @@ async function apply(ctx: ApplyContext, changes: HealthChange[], opts: HealthOpt
     restarted = false;
     ctx.progress(`waiting for the homelab to settle (${Math.round((Date.now() - t0) / 1000)}s): ${what}`);
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
-    const p: Record<string, ProbeOutput> = {};
-    for (const [name, script] of Object.entries(probe())) {
-      const r = await ctx.run(script, { allowExit: [1, 127] });
-      p[name] = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
-    }
-    pending = check({ probe: p, read: undefined }, ctx.inventory);
+    // The same probe as the first look, in one round trip.
+    pending = check({ probe: await ctx.probe(probe()), read: undefined }, ctx.inventory);
   }
   if (pending.length) throw unhealthy(pending.map((c) => c.summary));
 }

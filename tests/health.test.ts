@@ -181,15 +181,15 @@ function context(rounds: Record<string, ProbeOutput>[]) {
   const progress: string[] = [];
   let calls = 0;
   let looks = 0;
+  // One look is one probe of every section; `calls` counts the commands it holds.
   const ctx = {
     inventory: inv,
     progress: (m: string) => progress.push(m),
-    run: async (script: { text: string }) => {
-      calls++;
-      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : script.text.includes('/api/v1/query') ? 'notifications' : 'objects';
-      if (name === 'objects') looks++;
+    probe: async (sections: Record<string, { text: string }>) => {
+      looks++;
       const round = rounds[Math.min(looks, rounds.length - 1)];
-      return round[name] ?? ok({ status: 'success', data: { result: [] } });
+      calls += Object.keys(sections).length;
+      return Object.fromEntries(Object.keys(sections).map((name) => [name, round[name] ?? ok({ status: 'success', data: { result: [] } })]));
     },
   } as unknown as ApplyContext;
   return { ctx, progress, calls: () => calls };

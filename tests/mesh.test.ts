@@ -280,9 +280,12 @@ health('run restarts the workload of an unmeshed pod, then looks again: its new 
     progress: () => {},
     run: async (script: { text: string }) => {
       ran.push(script.text);
+      return { stdout: '', stderr: '', exitCode: 0 };
+    },
+    probe: async (sections: Record<string, { text: string }>) => {
+      ran.push(...Object.values(sections).map((s) => s.text));
       const now = ran.some((r) => r.includes('rollout restart')) ? after : before;
-      const name = script.text.includes('/api/v1/targets') ? 'targets' : script.text.includes('/api/v1/alerts') ? 'alerts' : script.text.includes('/api/v1/query') ? 'notifications' : 'objects';
-      return now[name];
+      return Object.fromEntries(Object.keys(sections).map((name) => [name, now[name]]));
     },
   };
   await task.apply(ctx as never, changes);

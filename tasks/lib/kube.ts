@@ -197,7 +197,12 @@ export async function applyObjects(ctx: ApplyContext, objects: KubeObject[]): Pr
 
 /** `kubectl rollout restart`: new pods, which read their Secrets anew (running pods never do). */
 export async function restartDeployment(ctx: ApplyContext, namespace: string, name: string): Promise<void> {
-  await ctx.run(sh`microk8s kubectl rollout restart deployment/${name} -n ${namespace}`, { sudo: true });
+  await restartWorkload(ctx, 'Deployment', namespace, name);
+}
+
+/** `kubectl rollout restart` of a Deployment, StatefulSet or DaemonSet: new pods, one by one. */
+export async function restartWorkload(ctx: ApplyContext, kind: string, namespace: string, name: string): Promise<void> {
+  await ctx.run(sh`microk8s kubectl rollout restart ${`${kind.toLowerCase()}/${name}`} -n ${namespace}`, { sudo: true });
 }
 
 /**

@@ -2,12 +2,10 @@
 // yaml`, `snap list`, `microk8s kubectl get nodes -o json`, `microk8s add-node --format json`, and
 // the outputs `join` fails with. Pure functions of recorded output: the checks and their tests use
 // them with no host at all.
-import { createRequire } from 'node:module';
+import { loadYaml } from './yaml-lazy.ts';
 
-// `yaml` is loaded on first use, not at import: `tasks list` and `--help` import every task module
-// and must not pay for a parser they never run (by then a run has loaded it for the inventory).
-let yamlParse: ((text: string) => unknown) | undefined;
-const parseYaml = (text: string): unknown => (yamlParse ??= (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse)(text);
+// `yaml` is loaded on first use, not at import (yaml-lazy.ts).
+const parseYaml = (text: string): unknown => loadYaml().parse(text);
 import type { HostSpec, Inventory, Role } from './inventory-types.ts';
 import type { ProbeOutput } from './task.ts';
 
