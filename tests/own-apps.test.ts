@@ -15,7 +15,6 @@ import YAML from 'yaml';
 import { validateInventoryText, loadInventory } from '../tasks/lib/inventory.ts';
 import { buildView } from '../tasks/lib/render-view.ts';
 import { renderRepository } from '../tasks/lib/render.ts';
-import { appNamespace } from '../tasks/lib/render-apps.ts';
 import { loadState as loadCloudflare } from '../tasks/lab/cloudflare-store.ts';
 import { startLabSession } from '../tasks/lab/session.ts';
 import { EXAMPLE_APP, EXAMPLE_APP_ROUTE, GOOD_INVENTORY, ownApps } from './fixtures/bad-inventories.ts';
@@ -42,6 +41,13 @@ const TWO_APPS = ownApps(
 
 const view = suite('own apps: the render view');
 
+view('a route written as service: to the app\'s Service lets cloudflared in, as one written as app: does', () => {
+  const byService = buildView(inventory(ownApps(EXAMPLE_APP, '    - { hostname: hello.example.com, service: "http://hello.hello:8080" }\n'))).apps;
+  assert.ok(byService[0].policies.some((p) => p.name === 'allow-cloudflared-to-hello'), byService[0].policies.map((p) => p.name).join(', '));
+  const none = buildView(inventory(ownApps(EXAMPLE_APP))).apps;
+  assert.not.ok(none[0].policies.some((p) => p.name === 'allow-cloudflared-to-hello'), 'no route: no way in');
+});
+
 view('each app: its namespace restricted, default-deny and DNS first, then what it declares', () => {
   const apps = buildView(inventory(TWO_APPS)).apps;
   assert.equal(
@@ -51,7 +57,6 @@ view('each app: its namespace restricted, default-deny and DNS first, then what 
       ['files', ['default-deny', 'allow-dns', 'allow-to-hello-8080-tcp', 'allow-to-192.168.1.20-32-445-tcp']],
     ],
   );
-  assert.equal(apps[0].namespace, appNamespace({ name: 'hello' }));
   assert.ok(apps[0].namespace.labels.some((l) => l.key === 'pod-security.kubernetes.io/enforce' && l.value === 'restricted'));
   assert.equal(apps[0].policies[0].types, ['Ingress', 'Egress']);
   assert.equal(apps.map((a) => a.kustomization), [

@@ -73,7 +73,7 @@ function policy(name: string, why: string, rules: { ingress?: RuleView[]; egress
 /** A policy name for an address range: `0.0.0.0/0` -> `0.0.0.0-0`, `fd00::/8` -> `fd00---8`. */
 const cidrName = (cidr: string) => cidr.toLowerCase().replace(/[/:]/g, '-');
 
-function policiesOf(app: OwnApp, inv: Inventory): PolicyView[] {
+function policiesOf(app: OwnApp, inv: Inventory, routed: Set<string>): PolicyView[] {
   const out: PolicyView[] = [
     policy('default-deny', 'Nothing reaches this namespace and nothing leaves it, except what the policies below allow.', { types: ['Ingress', 'Egress'] }),
     policy('allow-dns', 'Names resolve through the cluster DNS.', {
@@ -85,9 +85,9 @@ function policiesOf(app: OwnApp, inv: Inventory): PolicyView[] {
     // kubernetes Service's 443 after it has been translated to that (infrastructure/configs/homepage.yaml).
     out.push(policy('allow-kube-apiserver', 'It talks to the Kubernetes API (kubeApi: true).', { egress: [{ peers: [], ports: [tcp(16443)] }] }));
   }
-  if (app.port !== undefined && inv.tunnel.routes.some((r) => r.app === app.name)) {
+  if (app.port !== undefined && routed.has(app.name)) {
     out.push(
-      policy(`allow-cloudflared-to-${app.name}`, 'A tunnel route names this app: cloudflared reaches it on its port.', {
+      policy(`allow-cloudflared-to-${app.name}`, 'A tunnel route sends traffic here: cloudflared reaches the app on its port.', {
         ingress: [{ peers: [pods('cloudflared', { 'app.kubernetes.io/name': 'cloudflared' })], ports: [tcp(app.port)] }],
       }),
     );
@@ -151,11 +151,13 @@ export interface OwnAppView {
   workload: WorkloadView | null;
 }
 
-export function ownAppsView(inv: Inventory): OwnAppView[] {
+/** `routed`: the namespaces some tunnel route sends traffic to (`app: NAME`, or a `service:` URL
+ *  naming a Service in the app's namespace). */
+export function ownAppsView(inv: Inventory, routed: Set<string>): OwnAppView[] {
   return inv.apps.own.map((app) => ({
     name: app.name,
     namespace: appNamespace(app),
-    policies: policiesOf(app, inv),
+    policies: policiesOf(app, inv, routed),
     configsResource: `apps/${app.name}.yaml`,
     kustomization: { name: `app-${app.name}`, path: app.image !== undefined ? `./apps/production/${app.name}` : `./apps/base/${app.name}` },
     workload: workloadOf(app),

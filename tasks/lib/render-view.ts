@@ -301,7 +301,7 @@ export function buildView(inv: Inventory) {
         egressPorts: egressPorts(inv.monitoring.alerts),
       },
     },
-    apps: ownAppsView(inv),
+    apps: ownAppsView(inv, new Set(targets.flatMap((t) => (t.kind === 'cluster' ? [t.namespace] : [])))),
     fluxAlerts: { relayUrl: ALERTMANAGER_ALERTS_URL, providers: fluxProviders(inv.monitoring.alerts) },
     homepage: {
       title: inv.apps.homepage.title,
