@@ -6,9 +6,6 @@
 import type { Addon, Inventory } from './inventory-types.ts';
 import type { KubeObject } from './kube.ts';
 
-/** The namespaces this repository renders, all meshed when the option is on. */
-export const MESHED_NAMESPACES = ['cloudflared', 'monitoring', 'homepage'] as const;
-
 export const LINKERD = {
   namespace: 'linkerd',
   /** The control plane Deployments `linkerd install` makes: what a meshed pod needs running. */

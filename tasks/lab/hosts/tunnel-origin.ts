@@ -10,8 +10,8 @@
 // policy, to Cloudflare's address on 443.
 import type { World } from './types.ts';
 import { clusterOf, type ClusterRef } from './microk8s-state.ts';
-import { labPods, podNodes, type LabPod } from './pods.ts';
-import { podClock, runningEnv } from './kube-workloads.ts';
+import { labClock, labPods, type LabPod } from './pods.ts';
+import { runningEnv } from './kube-workloads.ts';
 import { reach } from './network.ts';
 import { request } from './pod-requests.ts';
 import { routeTarget } from '../../lib/render-view.ts';
@@ -60,7 +60,8 @@ export function originAnswer(world: World, req: OriginRequest, internet: (r: Edg
   const { ref } = c;
   if (!reach(world, ref, { kind: 'pod', pod: from }, { kind: 'service', namespace: target.namespace, name: target.service }, target.port).ok) return badGateway();
   const pods = labPods(world, ref, now);
-  const delivery = request(ref.cluster.kube, podClock(world, podNodes(world, ref, now), now), target.namespace, target.service, target.port, req.hostname, [req.path], (pod) => ({
+  // The clock every other model computes pods with (labClock: the mesh's flows included).
+  const delivery = request(ref.cluster.kube, labClock(world, ref, now), target.namespace, target.service, target.port, req.hostname, [req.path], (pod) => ({
     headers: req.headers,
     fetch: (url) => {
       const me = pods.find((p) => p.namespace === target.namespace && p.name === pod);
