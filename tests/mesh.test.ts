@@ -130,7 +130,7 @@ const out = (stdout = '', exitCode = 0): ProbeOutput => ({ stdout, stderr: '', e
 const fx = (name: string) => fs.readFileSync(new URL(`./fixtures/host/${name}`, import.meta.url), 'utf8');
 const entry = (name: string, repository: string, version: string, status: string) => `  - name: ${name}\n    repository: ${repository}\n    description: x\n    version: ${version}\n    status: ${status}\n`;
 /** status-ha.txt, the community repository and linkerd as a node shows them once they are enabled. */
-const withMesh = () => fx('status-ha.txt') + entry('community', 'core', '', 'enabled') + entry('linkerd', 'community', '2.14.3', 'enabled');
+const withMesh = () => fx('status-ha.txt') + entry('community', 'core', '', 'enabled') + entry('linkerd', 'community', '', 'enabled');
 const facts = (status: string) => ({ probe: { status: out(status), metallb: out(fx('metallb-pools.json')) }, read: undefined });
 
 const addons = suite('mesh: enable-addons');

@@ -101,7 +101,7 @@ export function availableAddons(host: HostState, community = false): AddonInfo[]
         : description,
     version: versions[name] ?? '',
   }));
-  const extra = community ? COMMUNITY_ADDONS.map(([name, description, version]) => ({ name, repository: 'community' as const, description, version })) : [];
+  const extra = community ? COMMUNITY_ADDONS.map(([name, description]) => ({ name, repository: 'community' as const, description, version: '' })) : [];
   return [...core, ...extra].sort((a, b) => a.repository.localeCompare(b.repository) || a.name.localeCompare(b.name));
 }
 
