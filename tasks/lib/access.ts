@@ -5,7 +5,7 @@
 // what homelab wants: its names (the mark that tells its objects apart), the policy rules of an
 // inventory policy, and the `originRequest.access` block cloudflared enforces.
 import type { AccessPolicy, Inventory, TunnelRoute } from './inventory-types.ts';
-import { call, explain, type CloudflareClient, type Page } from './cloudflare.ts';
+import { all, call, explain, type CloudflareClient } from './cloudflare.ts';
 import { registerSecret } from './redact.ts';
 
 /** What the token needs, per kind of call (developers.cloudflare.com/fundamentals/api/reference/permissions). */
@@ -135,24 +135,10 @@ function toToken(t: Dict): ServiceToken {
   return { id: text(t.id), name: text(t.name), clientId: text(t.client_id), expiresAt: typeof t.expires_at === 'string' ? t.expires_at : null };
 }
 
-/**
- * Every item of an Access listing. The API's per-page limits for these lists are not published:
- * the listing follows `result_info.total_pages` when the answer has it, else asks until a page
- * comes back short or empty (the SDK's own end, `AbstractPage.hasNextPage`).
- */
-async function everything<T>(first: PromiseLike<Page<T>>): Promise<T[]> {
-  let page = (await first) as Page<T> & { result_info?: { page?: number; total_pages?: number } };
-  const items = [...page.getPaginatedItems()];
-  for (;;) {
-    const info = page.result_info;
-    const more = info?.total_pages !== undefined ? (info.page ?? 1) < info.total_pages : page.getPaginatedItems().length > 0;
-    if (!more || !page.hasNextPage()) return items;
-    page = (await page.getNextPage()) as typeof page;
-    items.push(...page.getPaginatedItems());
-  }
-}
-
 const PER_PAGE = 100;
+/** The Access lists publish no per-page limit, so a page shorter than asked proves nothing: without
+ *  `result_info.total_pages` they are read until a page comes back empty (all() with 1). */
+const UNTIL_EMPTY = 1;
 
 interface SdkFailure {
   status?: number;
@@ -196,7 +182,7 @@ export async function getOrganization(cf: CloudflareClient, accountId: string): 
 }
 
 export async function listIdentityProviders(cf: CloudflareClient, accountId: string): Promise<IdentityProvider[]> {
-  const found = await call(cf, 'list the Access identity providers', () => everything(cf.zeroTrust.identityProviders.list({ account_id: accountId, per_page: PER_PAGE } as never)), ACCESS_PERMISSIONS.organization);
+  const found = await call(cf, 'list the Access identity providers', () => all(cf.zeroTrust.identityProviders.list({ account_id: accountId, per_page: PER_PAGE } as never), UNTIL_EMPTY), ACCESS_PERMISSIONS.organization);
   return (found as unknown as Dict[]).map((i) => ({ id: text(i.id), name: text(i.name), type: text(i.type) }));
 }
 
@@ -215,7 +201,7 @@ export const issuer = (authDomain: string) => `https://${authDomain}`;
 // ---- applications --------------------------------------------------------------------------------
 
 export async function listApps(cf: CloudflareClient, accountId: string): Promise<AccessApp[]> {
-  const found = await call(cf, 'list the Access applications', () => everything(cf.zeroTrust.access.applications.list({ account_id: accountId, per_page: PER_PAGE })), ACCESS_PERMISSIONS.apps);
+  const found = await call(cf, 'list the Access applications', () => all(cf.zeroTrust.access.applications.list({ account_id: accountId, per_page: PER_PAGE }), UNTIL_EMPTY), ACCESS_PERMISSIONS.apps);
   return (found as unknown as Dict[]).map(toApp);
 }
 
@@ -257,7 +243,7 @@ export async function deleteApp(cf: CloudflareClient, accountId: string, app: { 
 // ---- reusable policies -----------------------------------------------------------------------------
 
 export async function listPolicies(cf: CloudflareClient, accountId: string): Promise<AccessPolicyObject[]> {
-  const found = await call(cf, 'list the Access policies', () => everything(cf.zeroTrust.access.policies.list({ account_id: accountId, per_page: PER_PAGE } as never)), ACCESS_PERMISSIONS.apps);
+  const found = await call(cf, 'list the Access policies', () => all(cf.zeroTrust.access.policies.list({ account_id: accountId, per_page: PER_PAGE } as never), UNTIL_EMPTY), ACCESS_PERMISSIONS.apps);
   return (found as unknown as Dict[]).map(toPolicy);
 }
 
@@ -290,7 +276,7 @@ export async function deletePolicy(cf: CloudflareClient, accountId: string, p: {
 // ---- service tokens ----------------------------------------------------------------------------------
 
 export async function listServiceTokens(cf: CloudflareClient, accountId: string): Promise<ServiceToken[]> {
-  const found = await call(cf, 'list the Access service tokens', () => everything(cf.zeroTrust.access.serviceTokens.list({ account_id: accountId, per_page: PER_PAGE } as never)), ACCESS_PERMISSIONS.serviceTokens);
+  const found = await call(cf, 'list the Access service tokens', () => all(cf.zeroTrust.access.serviceTokens.list({ account_id: accountId, per_page: PER_PAGE } as never), UNTIL_EMPTY), ACCESS_PERMISSIONS.serviceTokens);
   return (found as unknown as Dict[]).map(toToken);
 }
 

@@ -150,13 +150,17 @@ export interface Page<T> {
 /** Every item of a listing. A page shorter than `perPage` is the last one: the SDK's own iterator
  *  would ask for one more page to find it empty, one request per listing for nothing. */
 export async function all<T>(first: PromiseLike<Page<T>>, perPage: number): Promise<T[]> {
-  let page = await first;
+  let page = (await first) as Page<T> & { result_info?: { page?: number; total_pages?: number } };
   const items = [...page.getPaginatedItems()];
-  while (page.getPaginatedItems().length >= perPage && page.hasNextPage()) {
-    page = await page.getNextPage();
+  for (;;) {
+    // `result_info.total_pages` when the answer has it (the Access lists publish no page limit, so
+    // a short page proves nothing there), else until a page comes back short.
+    const info = page.result_info;
+    const more = info?.total_pages !== undefined ? (info.page ?? 1) < info.total_pages : page.getPaginatedItems().length >= perPage;
+    if (!more || !page.hasNextPage()) return items;
+    page = (await page.getNextPage()) as typeof page;
     items.push(...page.getPaginatedItems());
   }
-  return items;
 }
 
 function toTunnel(t: CloudflareTunnel): Tunnel {
